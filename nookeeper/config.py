@@ -1,0 +1,256 @@
+"""Server configuration: one YAML file in, one frozen ServerConfig out.
+
+Every problem is reported as "FILE: KEY: what is wrong" on one line, so an
+operator can fix a bad file without reading a traceback. All checks happen
+here, before the server binds a port or opens its log.
+"""
+
+import base64
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_KEYS = (
+    "server_id", "client_address", "peer_address", "members", "data_dir",
+    "tick_ms", "min_session_timeout_ms", "max_session_timeout_ms",
+    "max_frame_bytes", "max_connections_per_ip", "max_connections",
+    "four_letter_words", "super_digest", "log_level", "log_file",
+)
+_REQUIRED = ("server_id", "client_address", "data_dir")
+
+
+class ConfigError(Exception):
+    def __init__(self, path, key, message):
+        self.path = str(path)
+        self.key = key
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self):
+        if self.key is None:
+            return f"{self.path}: {self.message}"
+        return f"{self.path}: {self.key}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    source: Path
+    server_id: int
+    client_host: str
+    client_port: int
+    peer_host: str | None
+    peer_port: int | None
+    members: dict = field(hash=False)   # server id -> (host, port) of its peer port
+    data_dir: Path
+    tick_ms: int
+    min_session_timeout_ms: int
+    max_session_timeout_ms: int
+    max_frame_bytes: int
+    max_connections_per_ip: int
+    max_connections: int
+    four_letter_words: frozenset | None  # None: every word is allowed
+    super_digest: str | None
+    log_level: str
+    log_file: Path | None
+
+    @property
+    def is_standalone(self) -> bool:
+        return not self.members or set(self.members) == {self.server_id}
+
+    def allows_four_letter_word(self, word: str) -> bool:
+        return self.four_letter_words is None or word in self.four_letter_words
+
+
+class _Checker:
+    """Carries the file name so each check can raise a complete ConfigError."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, key, message):
+        raise ConfigError(self.path, key, message)
+
+    def integer(self, key, value, low=None, high=None):
+        # bool is an int subclass, but "yes" is never a meaningful port or timeout.
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"expected an integer, got {_describe(value)}")
+        if low is not None and value < low or high is not None and value > high:
+            if high is None:
+                self.fail(key, f"must be at least {low}, got {value}")
+            self.fail(key, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def string(self, key, value):
+        if not isinstance(value, str) or not value:
+            self.fail(key, f"expected a non-empty string, got {_describe(value)}")
+        return value
+
+    def address(self, key, value):
+        """host:port, with [brackets] around an IPv6 host."""
+        text = self.string(key, value)
+        host, sep, port = text.rpartition(":")
+        if not sep or not host:
+            self.fail(key, f"expected host:port, got {text!r}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            self.fail(key, f"an IPv6 host needs brackets, as in [::1]:2181; got {text!r}")
+        if not host or any(c.isspace() for c in host):
+            self.fail(key, f"bad host in {text!r}")
+        if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+            self.fail(key, f"port must be a number from 1 to 65535, got {port!r}")
+        return host, int(port)
+
+
+def _describe(value):
+    return f"{type(value).__name__} {value!r}"
+
+
+def _read(path: Path):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, None, "no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, None, f"cannot read: {e}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = ""
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1} column {mark.column + 1}"
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(path, None, f"not valid YAML: {problem}{where}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(path, None, f"the top level must be a mapping of keys, got {_describe(doc)}")
+    return doc
+
+
+def _data_dir(check, value) -> Path:
+    """Created now so that a bad path fails at startup, not at the first write."""
+    path = Path(check.string("data_dir", value)).expanduser().absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        check.fail("data_dir", f"{path} exists and is not a directory")
+    except OSError as e:
+        check.fail("data_dir", f"cannot create {path}: {e.strerror or e}")
+    if not path.is_dir():
+        check.fail("data_dir", f"{path} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        check.fail("data_dir", f"{path} is not writable")
+    return path
+
+
+def _members(check, value, server_id, peer):
+    if not isinstance(value, dict):
+        check.fail("members", f"expected a mapping of server id to host:port, got {_describe(value)}")
+    members = {}
+    for sid, address in value.items():
+        check.integer(f"members.{sid}", sid, 1, 254)
+        members[sid] = check.address(f"members.{sid}", address)
+    if server_id not in members:
+        check.fail("members", f"does not list this server (server_id {server_id})")
+    if peer is not None and members[server_id][1] != peer[1]:
+        check.fail(f"members.{server_id}",
+                   f"port {members[server_id][1]} differs from peer_address port {peer[1]}")
+    return members
+
+
+def _four_letter_words(check, value):
+    if value == "*":
+        return None
+    if not isinstance(value, list):
+        check.fail("four_letter_words", f'expected a list of words or "*", got {_describe(value)}')
+    words = set()
+    for word in value:
+        if word == "*":
+            return None
+        if not isinstance(word, str) or len(word) != 4 or not (word.isascii() and word.isalpha()):
+            check.fail("four_letter_words", f"not a four-letter word: {word!r}")
+        words.add(word.lower())
+    return frozenset(words)
+
+
+def _super_digest(check, value):
+    text = check.string("super_digest", value)
+    user, sep, digest = text.partition(":")
+    try:
+        raw = base64.b64decode(digest, validate=True)
+    except ValueError:
+        raw = b""
+    if not sep or not user or len(raw) != 20:
+        check.fail("super_digest", "expected user:base64(sha1(user:password))")
+    return text
+
+
+def load_config(path) -> ServerConfig:
+    path = Path(path)
+    check = _Checker(path)
+    doc = _read(path)
+    for key in doc:
+        if key not in _KEYS:
+            close = difflib.get_close_matches(str(key), _KEYS, n=1)
+            check.fail(key, "unknown key" + (f" (did you mean {close[0]}?)" if close else ""))
+    for key in _REQUIRED:
+        if doc.get(key) is None:
+            check.fail(key, "required key is missing")
+
+    def optional(key, default, parse):
+        value = doc.get(key)
+        return default if value is None else parse(key, value)
+
+    def positive(key, value):
+        return check.integer(key, value, 1)
+
+    server_id = check.integer("server_id", doc["server_id"], 1, 254)
+    client_host, client_port = check.address("client_address", doc["client_address"])
+    peer = optional("peer_address", None, check.address)
+    members = optional("members", {}, lambda k, v: _members(check, v, server_id, peer))
+    if peer is None and server_id in members:
+        peer = members[server_id]
+    tick = optional("tick_ms", 2000, positive)
+    min_timeout = optional("min_session_timeout_ms", 2 * tick, positive)
+    max_timeout = optional("max_session_timeout_ms", 20 * tick, positive)
+    if max_timeout < min_timeout:
+        check.fail("max_session_timeout_ms",
+                   f"{max_timeout} is less than min_session_timeout_ms {min_timeout}")
+    level = optional("log_level", "INFO", check.string).upper()
+    if level not in LOG_LEVELS:
+        check.fail("log_level", f"expected one of {', '.join(LOG_LEVELS)}, got {doc['log_level']!r}")
+
+    max_frame_bytes = optional("max_frame_bytes", 1048576, positive)
+    max_connections_per_ip = optional("max_connections_per_ip", 60, positive)
+    max_connections = optional("max_connections", 1024, positive)
+    words = optional("four_letter_words", None, lambda k, v: _four_letter_words(check, v))
+    super_digest = optional("super_digest", None, lambda k, v: _super_digest(check, v))
+    log_file = optional("log_file", None, lambda k, v: Path(check.string(k, v)).absolute())
+    # Last, so that a file with any other mistake leaves no directory behind.
+    data_dir = _data_dir(check, doc["data_dir"])
+
+    return ServerConfig(
+        source=path.absolute(),
+        server_id=server_id,
+        client_host=client_host,
+        client_port=client_port,
+        peer_host=peer[0] if peer else None,
+        peer_port=peer[1] if peer else None,
+        members=members,
+        data_dir=data_dir,
+        tick_ms=tick,
+        min_session_timeout_ms=min_timeout,
+        max_session_timeout_ms=max_timeout,
+        four_letter_words=words,
+        super_digest=super_digest,
+        log_level=level,
+        max_frame_bytes=max_frame_bytes,
+        max_connections_per_ip=max_connections_per_ip,
+        max_connections=max_connections,
+        log_file=log_file,
+    )

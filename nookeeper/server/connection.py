@@ -1,0 +1,337 @@
+"""One client connection after its handshake: ordering, replies, events.
+
+Replies leave in request order. A read with no write of this connection
+still in flight is served at once by the reader thread; otherwise it waits in
+`pending` behind that write and is served by the apply thread right after the
+write's reply, so a session always reads its own writes (FIFO client order).
+
+Everything sent goes through one outbound queue drained by a sender thread,
+so the apply thread never blocks on a slow client's socket, and a watch event
+queued while a change is applied precedes every reply that can see it.
+"""
+
+import collections
+import logging
+import queue
+import socket
+import threading
+import time
+
+from nookeeper import acl
+from nookeeper.errors import (
+    AuthFailedError,
+    ReconfigDisabledError,
+    SessionExpiredError,
+    UnimplementedError,
+    ZooKeeperError,
+)
+from nookeeper.server import readops
+from nookeeper.txn import CLOSE_SESSION
+from nookeeper.wire.client import (
+    XID_AUTH,
+    XID_PING,
+    XID_SET_WATCHES,
+    OpCode,
+    decode_request,
+    encode_event,
+    encode_reply,
+)
+
+log = logging.getLogger("nookeeper.connection")
+
+WRITES = frozenset({
+    OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL,
+    OpCode.DELETE, OpCode.SET_DATA, OpCode.SET_ACL, OpCode.MULTI,
+})
+
+OP_TAGS = {
+    OpCode.CREATE: "CREA", OpCode.CREATE2: "CREA", OpCode.CREATE_CONTAINER: "CREA",
+    OpCode.CREATE_TTL: "CREA", OpCode.DELETE: "DELE", OpCode.EXISTS: "EXIS",
+    OpCode.GET_DATA: "GETD", OpCode.SET_DATA: "SETD", OpCode.GET_ACL: "GETA",
+    OpCode.SET_ACL: "SETA", OpCode.GET_CHILDREN: "GETC", OpCode.GET_CHILDREN2: "GETC",
+    OpCode.SYNC: "SYNC", OpCode.PING: "PING", OpCode.MULTI: "MULT",
+    OpCode.MULTI_READ: "MLTR", OpCode.AUTH: "AUTH", OpCode.SET_WATCHES: "SETW",
+    OpCode.SET_WATCHES2: "SETW", CLOSE_SESSION: "CLOS",
+}
+
+_CLOSE = object()
+
+
+class _Pending:
+    __slots__ = ("xid", "opcode", "is_write", "run", "received", "close_after")
+
+    def __init__(self, xid, opcode, is_write, run, received, close_after=False):
+        self.xid = xid
+        self.opcode = opcode
+        self.is_write = is_write
+        self.run = run
+        self.received = received
+        self.close_after = close_after
+
+
+class Connection:
+    def __init__(self, node, sock, address):
+        self.node = node
+        self.sock = sock
+        self.address = address
+        self.session_id = 0
+        self.timeout_ms = 0
+        self.ids = [("ip", address[0])]
+        self.closed = False
+        self._outbound = queue.SimpleQueue()
+        self._order_lock = threading.Lock()
+        self._pending = collections.deque()
+        self._sender = threading.Thread(
+            target=self._send_loop, name=f"send-{address[0]}:{address[1]}", daemon=True
+        )
+        self.established_ms = int(time.time() * 1000)
+        self.received = 0
+        self.sent = 0
+        self.last_op = "NA"
+        self.last_cxid = 0
+        self.last_zxid = 0
+        self.last_latency = 0
+        self.last_response_ms = 0
+        self.min_latency = None
+        self.max_latency = 0
+        self.total_latency = 0
+        self.replies = 0
+
+    def __repr__(self):
+        return f"<conn {self.address[0]}:{self.address[1]} session {self.session_id:#x}>"
+
+    def start_sending(self):
+        self._sender.start()
+
+    def wait_sent(self, timeout):
+        """Let queued replies (a closeSession answer) reach the wire before the socket goes."""
+        if self._sender.is_alive():
+            self._sender.join(timeout)
+
+    @property
+    def queued(self):
+        return len(self._pending)
+
+    def send(self, data):
+        if not self.closed:
+            self._outbound.put(data)
+
+    def send_event(self, event_type, path):
+        self.send(encode_event(event_type, path))
+
+    def close(self, flush=True):
+        """Close after what is queued (flush) or at once, as an expired session is."""
+        if self.closed:
+            return
+        self.closed = True
+        if flush:
+            self._outbound.put(_CLOSE)
+        else:
+            self._outbound.put(_CLOSE)
+            self._shutdown()
+
+    def _shutdown(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _send_loop(self):
+        while True:
+            item = self._outbound.get()
+            chunks = []
+            done = False
+            while True:
+                if item is _CLOSE:
+                    done = True
+                    break
+                chunks.append(item)
+                try:
+                    item = self._outbound.get_nowait()
+                except queue.Empty:
+                    break
+            if chunks:
+                try:
+                    self.sock.sendall(b"".join(chunks))
+                    self.sent += len(chunks)
+                except OSError:
+                    self.closed = True
+                    done = True
+            if done:
+                self._shutdown()
+                try:
+                    self.sock.close()
+                except OSError:
+                    pass
+                return
+
+    # -- requests ---------------------------------------------------------
+
+    def handle(self, xid, opcode, body):
+        """Route one request; replies are queued in arrival order."""
+        self.received += 1
+        self.node.stats.received += 1
+        self.last_op = OP_TAGS.get(opcode, "UNKN")
+        if xid > 0:
+            self.last_cxid = xid
+        received = time.perf_counter()
+        if opcode == OpCode.PING:
+            self._ordered(_Pending(XID_PING, opcode, False, self._ping, received))
+        elif opcode == OpCode.AUTH:
+            self._auth(body, received)
+        elif opcode in WRITES:
+            self._write(xid, opcode, body, received)
+        elif opcode == CLOSE_SESSION:
+            self.node.begin_close(self.session_id)
+            self._ordered(_Pending(xid, opcode, True, None, received, close_after=True),
+                          request=None)
+        elif opcode in readops.READS:
+            self._read(xid, opcode, body, received)
+        elif opcode in (OpCode.SET_WATCHES, OpCode.SET_WATCHES2):
+            self._set_watches(opcode, body, received)
+        elif opcode == OpCode.RECONFIG:
+            self._error(xid, opcode, ReconfigDisabledError(), received)
+        else:
+            log.warning("%r: unknown or unsupported opcode %d (xid %d); closing", self, opcode, xid)
+            self.send(encode_reply(xid, -1, UnimplementedError.code))
+            self.close()
+
+    def _decode(self, xid, opcode, body, received):
+        try:
+            return True, decode_request(opcode, body)
+        except ZooKeeperError as exc:
+            log.warning("%r: %s in request xid %d opcode %d", self, exc.__class__.__name__, xid, opcode)
+            self._error(xid, opcode, exc, received)
+            return False, None
+
+    def _error(self, xid, opcode, exc, received):
+        err = exc.code
+        self._ordered(_Pending(
+            xid, opcode, False,
+            lambda: encode_reply(xid, self.node.tree.last_zxid, err), received,
+        ))
+
+    def _write(self, xid, opcode, body, received):
+        ok, request = self._decode(xid, opcode, body, received)
+        if not ok:
+            return
+        if not self.node.session_is_live(self.session_id):
+            self._error(xid, opcode, SessionExpiredError(), received)
+            return
+        self._ordered(_Pending(xid, opcode, True, None, received), request=request)
+
+    def _read(self, xid, opcode, body, received):
+        ok, request = self._decode(xid, opcode, body, received)
+        if not ok:
+            return
+
+        def run():
+            with self.node.tree_lock:
+                try:
+                    result = readops.serve(self.node, self, opcode, request)
+                    err = 0
+                except ZooKeeperError as exc:
+                    result, err = None, exc.code
+                zxid = self.node.tree.last_zxid
+            return encode_reply(xid, zxid, err, opcode, result)
+
+        self._ordered(_Pending(xid, opcode, False, run, received))
+
+    def _set_watches(self, opcode, body, received):
+        ok, request = self._decode(XID_SET_WATCHES, opcode, body, received)
+        if not ok:
+            return
+
+        def run():
+            with self.node.tree_lock:
+                fired = readops.set_watches(
+                    self.node, self, request, persistent=opcode == OpCode.SET_WATCHES2
+                )
+                zxid = self.node.tree.last_zxid
+            frames = [encode_event(event_type, path) for event_type, path in fired]
+            frames.append(encode_reply(XID_SET_WATCHES, zxid, 0))
+            return b"".join(frames)
+
+        self._ordered(_Pending(XID_SET_WATCHES, opcode, False, run, received))
+
+    def _ping(self):
+        return encode_reply(XID_PING, self.node.tree.last_zxid, 0)
+
+    def _auth(self, body, received):
+        """Identities change at once (later writes carry them); the reply keeps its place."""
+        try:
+            packet = decode_request(OpCode.AUTH, body)
+        except ZooKeeperError:
+            packet = None
+        if packet is None or packet.scheme not in ("digest", "ip"):
+            scheme = None if packet is None else packet.scheme
+            log.warning("%r: auth with unsupported scheme %r; closing", self, scheme)
+            self._ordered(_Pending(
+                XID_AUTH, OpCode.AUTH, False,
+                lambda: encode_reply(XID_AUTH, 0, AuthFailedError.code), received,
+                close_after=True,
+            ))
+            return
+        if packet.scheme == "digest":
+            credential = (packet.auth or b"").decode("utf-8", "surrogatepass")
+            ident = acl.digest_id(credential)
+            new = [("digest", ident)]
+            if self.node.config.super_digest and ident == self.node.config.super_digest:
+                new.append(("super", ident.split(":", 1)[0]))
+        else:
+            new = [("ip", self.address[0])]
+        for entry in new:
+            if entry not in self.ids:
+                self.ids.append(entry)
+        self._ordered(_Pending(
+            XID_AUTH, OpCode.AUTH, False, lambda: encode_reply(XID_AUTH, 0, 0), received
+        ))
+
+    # -- ordering -----------------------------------------------------------
+
+    def _ordered(self, item, request=None):
+        with self._order_lock:
+            if item.is_write:
+                self._pending.append(item)
+                self.node.pipeline.submit(
+                    self.session_id, item.xid, item.opcode, tuple(self.ids), request,
+                    done=lambda txn, outcome: self._write_done(item, txn, outcome),
+                )
+            elif self._pending:
+                self._pending.append(item)
+            else:
+                self._finish(item, item.run())
+
+    def _write_done(self, item, txn, outcome):
+        with self._order_lock:
+            head = self._pending.popleft()
+            assert head is item, "replies out of order"
+            if item.opcode == CLOSE_SESSION:
+                reply = encode_reply(item.xid, txn.zxid, 0)
+            else:
+                reply = encode_reply(item.xid, txn.zxid, outcome.err, item.opcode, outcome.body)
+            self.last_zxid = txn.zxid
+            self._finish(item, reply)
+            while self._pending and not self._pending[0].is_write:
+                read = self._pending.popleft()
+                self._finish(read, read.run())
+
+    def _finish(self, item, reply):
+        self.send(reply)
+        latency = int((time.perf_counter() - item.received) * 1000)
+        self.last_latency = latency
+        self.last_response_ms = int(time.time() * 1000)
+        self.replies += 1
+        self.total_latency += latency
+        self.max_latency = max(self.max_latency, latency)
+        self.min_latency = latency if self.min_latency is None else min(self.min_latency, latency)
+        self.node.stats.record(latency, len(reply))
+        if item.close_after:
+            self.close()
+
+    def teardown(self):
+        """The reader is gone: forget watches; the session lives on until it expires."""
+        with self.node.tree_lock:
+            self.node.watches.drop_watcher(self)
+        self.node.unbind(self)
+        self.close()

@@ -1,0 +1,243 @@
+"""Four-letter words: plain-text answers on a connection that never handshakes.
+
+Formats follow ZooKeeper's so that its tools (zkServer.sh status, kazoo's
+command() and server_version(), monitoring scripts grepping mntr) read ours.
+"""
+
+import os
+import platform
+import socket
+import sys
+import time
+
+from nookeeper import ZOOKEEPER_COMPAT_VERSION, __version__
+
+WORDS = (
+    "ruok", "isro", "srvr", "stat", "mntr", "conf", "cons", "envi",
+    "wchs", "wchc", "wchp", "dump", "dirs", "crst", "srst", "gtmk",
+)
+FOUR_LETTER_CODES = frozenset(word.encode("ascii") for word in WORDS)
+
+VERSION_LINE = f"{ZOOKEEPER_COMPAT_VERSION}-nookeeper-{__version__}, built on 2026-11-22 00:00 UTC"
+
+
+def _fmt_avg(value):
+    return repr(round(float(value), 4))
+
+
+def _ruok(node):
+    return "imok"
+
+
+def _isro(node):
+    return "rw"
+
+
+def _summary_lines(node):
+    stats = node.stats
+    with node.tree_lock:
+        zxid = node.tree.last_zxid
+        count = node.tree.node_count + 1  # ZooKeeper keys the root twice
+    return [
+        f"Latency min/avg/max: {stats.min_latency or 0}/{_fmt_avg(stats.avg_latency)}/{stats.max_latency}",
+        f"Received: {stats.received}",
+        f"Sent: {stats.sent}",
+        f"Connections: {len(node.connections())}",
+        f"Outstanding: {node.outstanding()}",
+        f"Zxid: {zxid:#x}",
+        f"Mode: {node.mode}",
+        f"Node count: {count}",
+    ]
+
+
+def _srvr(node):
+    return "\n".join([f"Zookeeper version: {VERSION_LINE}"] + _summary_lines(node)) + "\n"
+
+
+def _brief(conn):
+    return (f" /{conn.address[0]}:{conn.address[1]}[1]"
+            f"(queued={conn.queued},recved={conn.received},sent={conn.sent})")
+
+
+def _stat(node):
+    lines = [f"Zookeeper version: {VERSION_LINE}", "Clients:"]
+    lines += [_brief(conn) for conn in node.connections()]
+    lines.append("")
+    lines += _summary_lines(node)
+    return "\n".join(lines) + "\n"
+
+
+def _cons(node):
+    lines = []
+    for conn in node.connections():
+        avg = conn.total_latency // conn.replies if conn.replies else 0
+        lines.append(
+            _brief(conn)[:-1]
+            + f",sid={conn.session_id:#x},lop={conn.last_op},est={conn.established_ms}"
+            + f",to={conn.timeout_ms},lcxid={conn.last_cxid:#x},lzxid={conn.last_zxid:#x}"
+            + f",lresp={conn.last_response_ms},llat={conn.last_latency}"
+            + f",minlat={conn.min_latency or 0},avglat={avg},maxlat={conn.max_latency})"
+        )
+    return "\n".join(lines) + "\n\n"
+
+
+def _mntr(node):
+    stats = node.stats
+    with node.tree_lock:
+        tree = node.tree
+        metrics = [
+            ("version", VERSION_LINE),
+            ("server_state", node.mode),
+            ("ephemerals_count", tree.ephemeral_count),
+            ("num_alive_connections", len(node.connections())),
+            ("avg_latency", _fmt_avg(stats.avg_latency)),
+            ("outstanding_requests", node.outstanding()),
+            ("znode_count", tree.node_count + 1),
+            ("global_sessions", len(tree.sessions)),
+            ("last_client_response_size", stats.last_response_size),
+            ("packets_sent", stats.sent),
+            ("packets_received", stats.received),
+            ("max_client_response_size", stats.max_response_size),
+            ("watch_count", node.watches.count),
+            ("auth_failed_count", stats.auth_failed),
+            ("min_latency", stats.min_latency or 0),
+            ("approximate_data_size", tree.approximate_data_size),
+            ("open_file_descriptor_count", _open_fds()),
+            ("max_file_descriptor_count", _max_fds()),
+            ("uptime", int((time.time() - node.started_at) * 1000)),
+            ("max_latency", stats.max_latency),
+            ("last_zxid", f"{tree.last_zxid:#x}"),
+            ("wal_batches", node.pipeline.batches),
+            ("wal_logged_txns", node.pipeline.logged),
+            ("wal_last_batch_size", node.pipeline.last_batch_size),
+        ]
+    return "".join(f"zk_{key}\t{value}\n" for key, value in metrics)
+
+
+def _open_fds():
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+def _max_fds():
+    try:
+        import resource
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError):
+        return 0
+
+
+def _conf(node):
+    config = node.config
+    pairs = [
+        ("clientPort", config.client_port),
+        ("clientPortAddress", config.client_host),
+        ("dataDir", config.data_dir),
+        ("dataLogDir", config.data_dir),
+        ("tickTime", config.tick_ms),
+        ("maxClientCnxns", config.max_connections_per_ip),
+        ("minSessionTimeout", config.min_session_timeout_ms),
+        ("maxSessionTimeout", config.max_session_timeout_ms),
+        ("serverId", config.server_id),
+        ("maxFrameBytes", config.max_frame_bytes),
+    ]
+    return "".join(f"{key}={value}\n" for key, value in pairs)
+
+
+def _envi(node):
+    pairs = [
+        ("zookeeper.version", VERSION_LINE),
+        ("nookeeper.version", __version__),
+        ("host.name", socket.gethostname()),
+        ("python.version", sys.version.split()[0]),
+        ("python.executable", sys.executable),
+        ("os.name", platform.system()),
+        ("os.arch", platform.machine()),
+        ("os.version", platform.release()),
+        ("user.dir", os.getcwd()),
+    ]
+    return "Environment:\n" + "".join(f"{key}={value}\n" for key, value in pairs)
+
+
+def _wchs(node):
+    with node.tree_lock:
+        watchers = node.watches.watchers()
+        paths = node.watches.by_path()
+        total = node.watches.count
+    return f"{len(watchers)} connections watching {len(paths)} paths\nTotal watches:{total}\n"
+
+
+def _wchc(node):
+    out = []
+    with node.tree_lock:
+        for conn in node.watches.watchers():
+            out.append(f"{conn.session_id:#x}\n")
+            out += [f"\t{path}\n" for path in node.watches.paths_of(conn)]
+            out.append("\n")
+    return "".join(out)
+
+
+def _wchp(node):
+    out = []
+    with node.tree_lock:
+        for path, conns in sorted(node.watches.by_path().items()):
+            out.append(f"{path}\n")
+            out += [f"\t{conn.session_id:#x}\n" for conn in conns]
+            out.append("\n")
+    return "".join(out)
+
+
+def _dump(node):
+    with node.tree_lock:
+        sessions = sorted(node.tree.sessions)
+        owners = [(sid, sorted(node.tree.ephemerals(sid))) for sid in sessions]
+    out = ["SessionTracker dump:\n", f"Global Sessions({len(sessions)}):\n"]
+    out += [f"{sid:#x}\t{node.session_timeout(sid)}ms\n" for sid in sessions]
+    with_ephemerals = [(sid, paths) for sid, paths in owners if paths]
+    out.append("ephemeral nodes dump:\n")
+    out.append(f"Sessions with Ephemerals ({len(with_ephemerals)}):\n")
+    for sid, paths in with_ephemerals:
+        out.append(f"{sid:#x}:\n")
+        out += [f"\t{path}\n" for path in paths]
+    out.append("Connections dump:\n")
+    out += [f"{conn!r}\n" for conn in node.connections()]
+    return "".join(out)
+
+
+def _dirs(node):
+    size = sum(
+        entry.stat().st_size for entry in os.scandir(node.config.data_dir) if entry.is_file()
+    )
+    return f"datadir_size: {size}\nlogdir_size: {size}\n"
+
+
+def _crst(node):
+    for conn in node.connections():
+        conn.received = conn.sent = conn.replies = conn.total_latency = conn.max_latency = 0
+        conn.min_latency = None
+    return "Connection stats reset.\n"
+
+
+def _srst(node):
+    node.stats.reset()
+    return "Server stats reset.\n"
+
+
+def _gtmk(node):
+    return "0\n"
+
+
+_COMMANDS = {
+    "ruok": _ruok, "isro": _isro, "srvr": _srvr, "stat": _stat, "mntr": _mntr,
+    "conf": _conf, "cons": _cons, "envi": _envi, "wchs": _wchs, "wchc": _wchc,
+    "wchp": _wchp, "dump": _dump, "dirs": _dirs, "crst": _crst, "srst": _srst,
+    "gtmk": _gtmk,
+}
+
+
+def run_four_letter_word(node, word):
+    if word != "srvr" and not node.config.allows_four_letter_word(word):
+        return f"{word} is not executed because it is not in the whitelist.\n".encode()
+    return _COMMANDS[word](node).encode("utf-8", "surrogatepass")

@@ -1,0 +1,247 @@
+"""ServerNode: recovery, wiring and the lifetime of one server process.
+
+Start-up rebuilds the tree by replaying the write-ahead log, sessions
+included, so a client that reconnects within its timeout finds its session
+and its ephemerals. Then three kinds of threads run: the client port's
+reader threads (one per connection, plus its sender), the commit pipeline
+(log writer and applier), and the session expirer.
+"""
+
+import logging
+import os
+import threading
+import time
+
+from construct import Container
+
+from nookeeper.server.clientport import make_client_port
+from nookeeper.server.commit import CommitPipeline
+from nookeeper.server.sessions import SessionTable
+from nookeeper.server.stats import ServerStats
+from nookeeper.server.watches import WatchTable
+from nookeeper.tree import DataTree
+from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION
+from nookeeper.wal import WriteAheadLog
+from nookeeper.wire.client import encode_connect_response
+from nookeeper.wire.txn import decode_txn
+
+log = logging.getLogger("nookeeper.node")
+
+DB_NAME = "nookeeper.db"
+_U64 = (1 << 64) - 1
+_EXPIRED_PASSWD = b"\x00" * 16
+
+
+def _signed64(value):
+    value &= _U64
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _now_ms():
+    return int(time.time() * 1000)
+
+
+class ServerNode:
+    def __init__(self, config):
+        self.config = config
+        self.mode = "standalone"
+        self.tree = DataTree()
+        self.tree_lock = threading.RLock()
+        self.watches = WatchTable()
+        self.stats = ServerStats()
+        self.sessions = SessionTable(config.tick_ms)
+        self._lock = threading.Lock()
+        self._bound = {}
+        self._stopping = threading.Event()
+        self.started_at = time.time()
+        self.wal = WriteAheadLog(str(config.data_dir / DB_NAME))
+        self._recover()
+        self._last_session_id = _signed64(
+            ((_now_ms() << 24) & _U64) >> 8 | (config.server_id << 56)
+        )
+        self.pipeline = CommitPipeline(self.wal, self.apply_txn, self.tree.last_zxid, self.fatal)
+        self.client_port = make_client_port(self, config.client_host, config.client_port)
+        self._threads = []
+
+    # -- lifetime -------------------------------------------------------------
+
+    def _recover(self):
+        replayed = 0
+        for record in self.wal.records():
+            self.tree.apply(decode_txn(record.body))
+            replayed += 1
+        now = _now_ms()
+        for session_id, info in self.tree.sessions.items():
+            self.sessions.track(session_id, info.timeout, now)
+        log.info(
+            "replayed %d txns from %s up to zxid %#x; %d sessions, %d znodes",
+            replayed, self.config.data_dir / DB_NAME, self.tree.last_zxid,
+            len(self.tree.sessions), self.tree.node_count,
+        )
+
+    @property
+    def client_address(self):
+        return self.client_port.server_address[:2]
+
+    def start(self):
+        self.pipeline.start()
+        for target, name in ((self.client_port.serve_forever, "client-port"),
+                             (self._expire_loop, "session-expirer")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        host, port = self.client_address
+        log.info("serving clients on %s:%d (mode %s, zxid %#x)", host, port, self.mode,
+                 self.tree.last_zxid)
+
+    def stop(self):
+        self._stopping.set()
+        self.client_port.shutdown()
+        self.client_port.server_close()
+        for conn in self.connections():
+            conn.close(flush=False)
+        self.pipeline.stop()
+        self.wal.close()
+
+    def fatal(self, message):
+        """A write that cannot be logged must never be acknowledged: stop the process."""
+        log.critical("%s; stopping the server", message)
+        logging.shutdown()
+        os._exit(1)
+
+    # -- applying committed txns ------------------------------------------
+
+    def apply_txn(self, txn):
+        with self.tree_lock:
+            outcome = self.tree.apply(txn)
+            for event_type, path in outcome.events:
+                for conn in self.watches.trigger(event_type, path):
+                    conn.send_event(event_type, path)
+        if txn.type == CREATE_SESSION and outcome.err == 0:
+            with self._lock:
+                self.sessions.track(txn.session, txn.request.timeOut, _now_ms())
+        elif txn.type == CLOSE_SESSION:
+            with self._lock:
+                self.sessions.forget(txn.session)
+            log.info("session %#x closed at zxid %#x", txn.session, txn.zxid)
+        return outcome
+
+    # -- sessions -----------------------------------------------------------
+
+    def _negotiate(self, requested):
+        return min(max(requested, self.config.min_session_timeout_ms),
+                   self.config.max_session_timeout_ms)
+
+    def _new_session_id(self):
+        with self._lock:
+            while True:
+                self._last_session_id = _signed64(self._last_session_id + 1)
+                candidate = self._last_session_id
+                if candidate not in (0, -(1 << 63)) and candidate not in self.sessions:
+                    return candidate
+
+    def attach(self, conn, request):
+        """The handshake: a new session, a resumed one, or the expired answer."""
+        read_only = None if request.readOnly is None else False
+        if request.lastZxidSeen > self.tree.last_zxid:
+            log.warning(
+                "%r has seen zxid %#x, beyond ours (%#x); closing so it tries another server",
+                conn, request.lastZxidSeen, self.tree.last_zxid,
+            )
+            return False
+        if request.sessionId == 0:
+            return self._create_session(conn, request, read_only)
+        return self._resume_session(conn, request, read_only)
+
+    def _create_session(self, conn, request, read_only):
+        timeout = self._negotiate(request.timeOut)
+        session_id = self._new_session_id()
+        passwd = os.urandom(16)
+        created = threading.Event()
+        self.pipeline.submit(
+            session_id, 0, CREATE_SESSION, (), Container(timeOut=timeout, passwd=passwd),
+            done=lambda txn, outcome: created.set(),
+        )
+        if not created.wait(30):
+            log.error("session %#x was not committed within 30s; dropping %r", session_id, conn)
+            return False
+        self._bind(conn, session_id, timeout)
+        conn.sock.sendall(encode_connect_response(timeout, session_id, passwd, read_only))
+        log.info("session %#x established for %s:%d, timeout %dms",
+                 session_id, conn.address[0], conn.address[1], timeout)
+        return True
+
+    def _resume_session(self, conn, request, read_only):
+        session_id = request.sessionId
+        with self._lock:
+            previous = self._bound.pop(session_id, None)
+        if previous is not None:
+            log.info("session %#x moves from %r to a new connection", session_id, previous)
+            previous.close(flush=False)
+        with self.tree_lock:
+            info = self.tree.sessions.get(session_id)
+        with self._lock:
+            live = (info is not None and info.passwd == request.passwd
+                    and self.sessions.touch(session_id, _now_ms()))
+        if not live:
+            log.info("session %#x is expired or unknown; telling %s:%d",
+                     session_id, conn.address[0], conn.address[1])
+            conn.sock.sendall(encode_connect_response(0, 0, _EXPIRED_PASSWD, read_only))
+            return False
+        self._bind(conn, session_id, info.timeout)
+        conn.sock.sendall(encode_connect_response(info.timeout, session_id, info.passwd, read_only))
+        log.info("session %#x resumed from %s:%d", session_id, conn.address[0], conn.address[1])
+        return True
+
+    def _bind(self, conn, session_id, timeout):
+        conn.session_id = session_id
+        conn.timeout_ms = timeout
+        with self._lock:
+            self._bound[session_id] = conn
+
+    def unbind(self, conn):
+        with self._lock:
+            if self._bound.get(conn.session_id) is conn:
+                del self._bound[conn.session_id]
+
+    def connections(self):
+        with self._lock:
+            return list(self._bound.values())
+
+    def outstanding(self):
+        return sum(conn.queued for conn in self.connections())
+
+    def touch_session(self, session_id):
+        with self._lock:
+            self.sessions.touch(session_id, _now_ms())
+
+    def session_is_live(self, session_id):
+        with self._lock:
+            return self.sessions.is_live(session_id)
+
+    def session_timeout(self, session_id):
+        with self._lock:
+            return self.sessions.timeout_of(session_id)
+
+    def begin_close(self, session_id):
+        with self._lock:
+            self.sessions.mark_closing(session_id)
+
+    def _expire_loop(self):
+        interval = max(self.config.tick_ms / 4000.0, 0.01)
+        while not self._stopping.wait(interval):
+            with self._lock:
+                expired = self.sessions.expired(_now_ms())
+                for session_id in expired:
+                    self.sessions.mark_closing(session_id)
+            for session_id in expired:
+                log.info("session %#x expired (timeout %sms)", session_id,
+                         self.session_timeout(session_id))
+                self.pipeline.submit(session_id, 0, CLOSE_SESSION, (), None,
+                                     done=self._drop_expired_connection)
+
+    def _drop_expired_connection(self, txn, outcome):
+        with self._lock:
+            conn = self._bound.pop(txn.session, None)
+        if conn is not None:
+            conn.close(flush=False)

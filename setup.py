@@ -1,0 +1,20 @@
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+# Read, not imported: importing the package would need its dependencies installed first.
+VERSION = re.search(r'^__version__ = "([^"]+)"',
+                    Path(__file__).with_name("nookeeper").joinpath("__init__.py").read_text(),
+                    re.M).group(1)
+
+setup(
+    name="nookeeper",
+    version=VERSION,
+    description="A ZooKeeper-compatible coordination service in Python",
+    packages=find_packages(include=["nookeeper", "nookeeper.*"]),
+    python_requires=">=3.11",
+    install_requires=["construct", "sqlite-utils", "pyyaml"],
+    extras_require={"test": ["pytest", "pytest-timeout", "kazoo"]},
+    scripts=["bin/nookeeper-server"],
+)

@@ -1,0 +1,148 @@
+"""Real server processes for tests: free ports on 127.0.0.1, killed on teardown."""
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_BIN = ROOT / "bin" / "nookeeper-server"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def four_letter_word(port, word, timeout=2.0):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(word.encode())
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks).decode()
+            chunks.append(chunk)
+
+
+class ServerProcess:
+    """One nookeeper-server process with its own config, data dir and log file."""
+
+    def __init__(self, workdir, **settings):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.config_path = self.workdir / "server.yaml"
+        self.log_path = self.workdir / "server.log"
+        config = {
+            "server_id": 1,
+            "client_address": f"127.0.0.1:{self.port}",
+            "data_dir": str(self.workdir / "data"),
+            "tick_ms": 200,
+            "min_session_timeout_ms": 400,
+            "max_session_timeout_ms": 30000,
+            "log_level": "DEBUG",
+        }
+        config.update(settings)
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.proc = None
+
+    @property
+    def hosts(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout=20.0):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVER_BIN), str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=str(self.workdir),
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if four_letter_word(self.port, "ruok", timeout=0.5) == "imok":
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not answer ruok in {timeout}s:\n{self.log_tail()}")
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def stop(self):
+        self.kill(signal.SIGTERM)
+
+    def restart(self):
+        self.kill()
+        return self.start()
+
+    def log_tail(self, lines=60):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def command(self, word):
+        return four_letter_word(self.port, word)
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+__all__ = ["ServerProcess", "free_port", "four_letter_word", "wait_for"]
+
+
+class ClientProcess:
+    """A kazoo client in a separate process (tests/kazoo_worker.py)."""
+
+    def __init__(self, hosts, role, *args, timeout=None):
+        argv = [sys.executable, str(ROOT / "tests" / "kazoo_worker.py"), hosts, role,
+                *[str(a) for a in args]]
+        if timeout is not None:
+            argv.append(str(timeout))
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+
+    def readline(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker exited: {self.proc.stderr.read()}")
+        return line.strip()
+
+    def wait_ready(self):
+        line = self.readline()
+        assert line == "ready", line
+
+    def freeze(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def wait(self, timeout=60):
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
