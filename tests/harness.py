@@ -1,5 +1,6 @@
 """Real server processes for tests: free ports on 127.0.0.1, killed on teardown."""
 
+import os
 import signal
 import socket
 import subprocess
@@ -120,10 +121,11 @@ class ClientProcess:
     def __init__(self, hosts, role, *args, timeout=None):
         argv = [sys.executable, str(ROOT / "tests" / "kazoo_worker.py"), hosts, role,
                 *[str(a) for a in args]]
+        env = dict(os.environ)
         if timeout is not None:
-            argv.append(str(timeout))
+            env["NK_WORKER_TIMEOUT"] = str(timeout)
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env=env)
 
     def readline(self):
         line = self.proc.stdout.readline()

@@ -3,6 +3,7 @@
 Prints "ready" once its work is set up, then one line per result.
 """
 
+import os
 import sys
 import time
 
@@ -11,7 +12,7 @@ from kazoo.client import KazooClient
 
 def main():
     hosts, role, *args = sys.argv[1:]
-    timeout = float(args.pop()) if args and args[-1].replace(".", "").isdigit() else 10.0
+    timeout = float(os.environ.get("NK_WORKER_TIMEOUT", "10"))
     zk = KazooClient(hosts=hosts, timeout=timeout)
     zk.start(timeout=15)
     if role == "ephemeral":

@@ -1,0 +1,1 @@
+"""ZooKeeper's client wire format (jute records) as construct definitions."""
