@@ -1,0 +1,1 @@
+"""ZAB as a pure state machine: events in, actions out; no sockets, threads, clock or disk."""

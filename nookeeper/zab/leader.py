@@ -1,0 +1,264 @@
+"""The leader's side of discovery, synchronization and broadcast.
+
+Discovery: a quorum reports its accepted epochs and the leader picks a new
+epoch above all of them. Each follower then reports its history; one that
+is ahead of the leader means the election went wrong, and the leader steps
+down. Sync: each follower gets what it lacks (DIFF), loses an uncommitted
+tail (TRUNC) or gets the leader's whole log (SNAP), then NEWLEADER. Once a
+quorum has acknowledged NEWLEADER the leader's history is committed and it
+broadcasts: proposals are committed, in zxid order, when a quorum (the
+leader included) has them on disk.
+"""
+
+from nookeeper.zab import actions as act
+from nookeeper.zab.messages import (
+    Ack,
+    AckEpoch,
+    AckNewLeader,
+    Commit,
+    Diff,
+    FollowerInfo,
+    LeaderInfo,
+    NewLeader,
+    Ping,
+    PingReply,
+    Proposal,
+    Request,
+    Snap,
+    SyncReply,
+    SyncRequest,
+    Trunc,
+    UpToDate,
+)
+from nookeeper.zab.zxid import epoch_of, make_zxid
+
+DISCOVERY = "discovery"
+SYNC = "sync"
+BROADCAST = "broadcast"
+
+
+class _Follower:
+    __slots__ = ("accepted_epoch", "history", "synced", "acked", "heard")
+
+    def __init__(self, accepted_epoch):
+        self.accepted_epoch = accepted_epoch
+        self.history = None  # (current_epoch, last_zxid) from AckEpoch
+        self.synced = False  # NEWLEADER acknowledged
+        self.acked = 0
+        self.heard = 0
+
+
+class LeaderRole:
+    def __init__(self, peer):
+        self.peer = peer
+        self.phase = DISCOVERY
+        self.epoch = None
+        self.ticks = 0
+        self.phase_start = 0
+        self.followers = {}
+        self.infos = {peer.sid: peer.accepted_epoch}
+        self.own_history = (peer.current_epoch, peer.last_zxid)
+        self.counter = 0
+        self.newleader_zxid = None
+        self.sync_sent = set()
+
+    @property
+    def serving(self):
+        return self.phase == BROADCAST
+
+    def begin(self):
+        self._maybe_pick_epoch()
+
+    def _step_down(self, why):
+        self.peer.look(why)
+
+    # -- discovery ----------------------------------------------------------
+
+    def _maybe_pick_epoch(self):
+        if self.epoch is not None or len(self.infos) < self.peer.quorum:
+            return
+        peer = self.peer
+        self.epoch = max(self.infos.values()) + 1
+        peer.accepted_epoch = self.epoch
+        peer.save_epochs()
+        for sid in self.infos:
+            if sid != peer.sid:
+                peer.send(sid, LeaderInfo(self.epoch))
+
+    def _on_follower_info(self, frm, message):
+        follower = _Follower(message.accepted_epoch)
+        follower.heard = self.ticks
+        self.followers[frm] = follower
+        self.sync_sent.discard(frm)
+        if self.epoch is None:
+            self.infos[frm] = message.accepted_epoch
+            self._maybe_pick_epoch()
+        elif message.accepted_epoch > self.epoch:
+            self._step_down("a follower accepted a newer epoch")
+        else:
+            self.peer.send(frm, LeaderInfo(self.epoch))
+
+    def _on_ack_epoch(self, frm, message):
+        follower = self.followers.get(frm)
+        if follower is None or message.epoch != self.epoch or follower.history is not None:
+            return
+        follower.history = (message.current_epoch, message.last_zxid)
+        if follower.history > self.own_history:
+            self._step_down("a follower has a more recent history")
+            return
+        if self.phase == DISCOVERY:
+            ready = 1 + sum(1 for f in self.followers.values() if f.history is not None)
+            if ready >= self.peer.quorum:
+                self._start_sync()
+        else:
+            self._sync_follower(frm, follower)
+
+    # -- sync ---------------------------------------------------------------
+
+    def _start_sync(self):
+        peer = self.peer
+        self.phase = SYNC
+        self.phase_start = self.ticks
+        peer.current_epoch = self.epoch
+        peer.save_epochs()
+        self.newleader_zxid = make_zxid(self.epoch, 0)
+        for sid, follower in self.followers.items():
+            if follower.history is not None:
+                self._sync_follower(sid, follower)
+
+    def _sync_follower(self, sid, follower):
+        peer = self.peer
+        _epoch, last = follower.history
+        if last == peer.last_zxid or peer.has(last) or (last == 0 and self._log_is_complete()):
+            peer.send(sid, Diff(self.epoch, peer.entries_after(last)))
+        else:
+            cut = peer.floor(last)
+            if cut is not None and epoch_of(cut) == epoch_of(last) and last > 0:
+                peer.send(sid, Trunc(self.epoch, cut))
+                peer.send(sid, Diff(self.epoch, peer.entries_after(cut)))
+            else:
+                peer.send(sid, Snap(self.epoch, tuple(peer.entries)))
+        peer.send(sid, NewLeader(self.epoch, peer.last_zxid))
+        self.sync_sent.add(sid)
+
+    def _log_is_complete(self):
+        """Our log starts at the beginning of history (nothing purged yet)."""
+        return True
+
+    def _on_ack_new_leader(self, frm, message):
+        follower = self.followers.get(frm)
+        if follower is None or message.epoch != self.epoch or frm not in self.sync_sent:
+            return
+        follower.synced = True
+        follower.acked = max(follower.acked, message.zxid)
+        if self.phase == BROADCAST:
+            self.peer.send(frm, UpToDate(self.epoch, self.peer.commit_zxid))
+        else:
+            self._maybe_establish()
+
+    def _maybe_establish(self):
+        peer = self.peer
+        if self.phase != SYNC or peer.logged_zxid < peer.last_zxid:
+            return
+        synced = 1 + sum(1 for f in self.followers.values() if f.synced)
+        if synced < peer.quorum:
+            return
+        self.phase = BROADCAST
+        self.phase_start = self.ticks
+        peer.commit_zxid = peer.last_zxid
+        peer.advance_apply()
+        for sid, follower in self.followers.items():
+            if follower.synced:
+                follower.heard = self.ticks
+                peer.send(sid, UpToDate(self.epoch, peer.commit_zxid))
+        peer.emit(act.RoleChanged(peer.role, peer.sid, self.epoch, True, "quorum synchronised"))
+
+    # -- broadcast ----------------------------------------------------------
+
+    def propose(self, make_payload):
+        peer = self.peer
+        self.counter += 1
+        zxid = make_zxid(self.epoch, self.counter)
+        payload = make_payload(zxid)
+        peer.append(((zxid, payload),))
+        for sid in self.sync_sent:
+            peer.send(sid, Proposal(self.epoch, zxid, payload))
+        return zxid
+
+    def _on_ack(self, frm, zxid):
+        follower = self.followers.get(frm)
+        if follower is None or not follower.synced:
+            return
+        if zxid > follower.acked:
+            follower.acked = zxid
+            self._advance_commit()
+
+    def on_logged(self):
+        if self.phase == SYNC:
+            self._maybe_establish()
+        elif self.phase == BROADCAST:
+            self._advance_commit()
+
+    def _advance_commit(self):
+        peer = self.peer
+        acks = sorted([peer.logged_zxid] + [f.acked for f in self.followers.values() if f.synced],
+                      reverse=True)
+        if len(acks) < peer.quorum:
+            return
+        candidate = acks[peer.quorum - 1]
+        if candidate > peer.commit_zxid and candidate >= self.newleader_zxid:
+            peer.commit_zxid = candidate
+            for sid, follower in self.followers.items():
+                if follower.synced:
+                    peer.send(sid, Commit(self.epoch, candidate))
+            peer.advance_apply()
+
+    def sync(self, sync_id):
+        self.peer.emit(act.SyncDone(sync_id, self.peer.last_zxid))
+
+    # -- messages and time --------------------------------------------------
+
+    def receive(self, frm, message):
+        follower = self.followers.get(frm)
+        if follower is not None:
+            follower.heard = self.ticks
+        if isinstance(message, FollowerInfo):
+            self._on_follower_info(frm, message)
+        elif getattr(message, "epoch", None) != self.epoch:
+            return
+        elif isinstance(message, AckEpoch):
+            self._on_ack_epoch(frm, message)
+        elif isinstance(message, AckNewLeader):
+            self._on_ack_new_leader(frm, message)
+        elif isinstance(message, Ack):
+            self._on_ack(frm, message.zxid)
+        elif isinstance(message, PingReply):
+            self._on_ack(frm, message.logged_zxid)
+            if message.sessions:
+                self.peer.emit(act.SessionsAlive(tuple(message.sessions)))
+        elif isinstance(message, Request):
+            if self.phase == BROADCAST and follower is not None and follower.synced:
+                self.peer.emit(act.ProposeForwarded(frm, message.payload))
+        elif isinstance(message, SyncRequest):
+            if self.phase == BROADCAST:
+                self.peer.send(frm, SyncReply(self.epoch, message.id, self.peer.last_zxid))
+
+    def disconnected(self, peer_sid):
+        self.followers.pop(peer_sid, None)
+        self.sync_sent.discard(peer_sid)
+        if self.epoch is None:
+            self.infos.pop(peer_sid, None)
+
+    def tick(self):
+        peer = self.peer
+        self.ticks += 1
+        if self.phase != BROADCAST:
+            if self.ticks - self.phase_start > peer.limits.init:
+                self._step_down("no quorum synchronised within the init limit")
+            return
+        for sid in self.sync_sent:
+            peer.send(sid, Ping(self.epoch, peer.commit_zxid))
+        alive = 1 + sum(1 for f in self.followers.values()
+                        if f.synced and self.ticks - f.heard <= peer.limits.sync)
+        if alive < peer.quorum:
+            self._step_down("lost the quorum")

@@ -1,0 +1,230 @@
+"""Peer: one server's view of ZAB, driven by events, answering with actions.
+
+It owns what ZAB must know about this server (accepted and current epoch,
+the log, how much is on disk, committed and applied) and delegates to the
+role of the moment: an Election while looking, then a LeaderRole or a
+FollowerRole. Links between servers are assumed FIFO (TCP): a broken link
+is reported with `disconnected` and nothing sent on it before is delivered
+after.
+"""
+
+import bisect
+from dataclasses import dataclass
+
+from nookeeper.zab import actions as act
+from nookeeper.zab.election import Election
+from nookeeper.zab.follower import FollowerRole
+from nookeeper.zab.leader import LeaderRole
+from nookeeper.zab.messages import FOLLOWING, LEADING, LOOKING, Vote
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Timeouts in ticks, as ZooKeeper's initLimit and syncLimit."""
+
+    init: int = 10
+    sync: int = 5
+    finalize: int = 1
+
+
+class Peer:
+    def __init__(self, sid, members, accepted_epoch=0, current_epoch=0, log=(), limits=Limits()):
+        self.sid = sid
+        self.members = tuple(sorted(members))
+        self.quorum = len(self.members) // 2 + 1
+        self.limits = limits
+        self.accepted_epoch = accepted_epoch
+        self.current_epoch = current_epoch
+        self.entries = list(log)
+        self.zxids = [zxid for zxid, _ in self.entries]
+        self.logged_zxid = self.last_zxid
+        self.generation = 0
+        self.applied_zxid = 0
+        self.commit_zxid = 0
+        self.round = 0
+        self.role = LOOKING
+        self.leader = None
+        self.state = None
+        self.touched = set()
+        self._out = []
+
+    # -- facts --------------------------------------------------------------
+
+    @property
+    def last_zxid(self):
+        return self.zxids[-1] if self.zxids else 0
+
+    def has(self, zxid):
+        i = bisect.bisect_left(self.zxids, zxid)
+        return i < len(self.zxids) and self.zxids[i] == zxid
+
+    def entries_after(self, zxid, upto=None):
+        start = bisect.bisect_right(self.zxids, zxid)
+        end = len(self.zxids) if upto is None else bisect.bisect_right(self.zxids, upto)
+        return tuple(self.entries[start:end])
+
+    def floor(self, zxid):
+        """The largest zxid in the log that is <= zxid, or None."""
+        i = bisect.bisect_right(self.zxids, zxid)
+        return self.zxids[i - 1] if i else None
+
+    @property
+    def serving(self):
+        return self.state is not None and getattr(self.state, "serving", False)
+
+    # -- events -------------------------------------------------------------
+
+    def start(self):
+        self.look()
+        return self._take()
+
+    def tick(self):
+        if self.role == LOOKING:
+            sends, decided = self.state.tick()
+            self._send_all(sends)
+            if decided is not None:
+                self._decided(decided)
+        else:
+            self.state.tick()
+        return self._take()
+
+    def receive(self, frm, message):
+        if frm == self.sid or frm not in self.members:
+            return []
+        if isinstance(message, Vote):
+            self._on_vote(frm, message)
+        else:
+            self.state.receive(frm, message)
+        return self._take()
+
+    def disconnected(self, peer):
+        if self.state is not None and hasattr(self.state, "disconnected"):
+            self.state.disconnected(peer)
+        return self._take()
+
+    def logged(self, zxid, generation):
+        if generation == self.generation and zxid > self.logged_zxid:
+            self.logged_zxid = zxid
+            if hasattr(self.state, "on_logged"):
+                self.state.on_logged()
+        return self._take()
+
+    def propose(self, make_payload):
+        """Leader only: stamp a write with the next zxid. Returns (zxid or None, actions)."""
+        if self.role != LEADING or not self.serving:
+            return None, []
+        zxid = self.state.propose(make_payload)
+        return zxid, self._take()
+
+    def forward(self, payload):
+        """Follower only: hand a client write to the leader."""
+        if self.role == FOLLOWING and self.serving:
+            self.state.forward(payload)
+        return self._take()
+
+    def sync(self, sync_id):
+        if self.serving:
+            self.state.sync(sync_id)
+        return self._take()
+
+    def touch_sessions(self, session_ids):
+        self.touched.update(session_ids)
+
+    # -- helpers for the roles ----------------------------------------------
+
+    def emit(self, action):
+        self._out.append(action)
+
+    def send(self, to, message):
+        self._out.append(act.Send(to, message))
+
+    def _take(self):
+        out, self._out = self._out, []
+        return out
+
+    def append(self, entries):
+        if not entries:
+            return
+        for zxid, payload in entries:
+            self.entries.append((zxid, payload))
+            self.zxids.append(zxid)
+        self.emit(act.Persist(tuple(entries), self.generation, self.last_zxid))
+
+    def truncate(self, zxid):
+        i = bisect.bisect_right(self.zxids, zxid)
+        del self.entries[i:]
+        del self.zxids[i:]
+        self.generation += 1
+        self.logged_zxid = min(self.logged_zxid, zxid)
+        self.emit(act.Truncate(zxid))
+        self.emit(act.Persist((), self.generation, self.last_zxid))
+        if self.applied_zxid > zxid:
+            self.applied_zxid = 0
+            self.emit(act.ResetState())
+
+    def replace(self, entries):
+        self.entries = list(entries)
+        self.zxids = [zxid for zxid, _ in self.entries]
+        self.generation += 1
+        self.logged_zxid = 0
+        self.emit(act.ReplaceLog(tuple(entries)))
+        self.emit(act.Persist((), self.generation, self.last_zxid))
+        if self.applied_zxid:
+            self.applied_zxid = 0
+            self.emit(act.ResetState())
+
+    def save_epochs(self):
+        self.emit(act.SaveEpochs(self.accepted_epoch, self.current_epoch))
+
+    def advance_apply(self):
+        upto = min(self.commit_zxid, self.logged_zxid)
+        if upto > self.applied_zxid:
+            entries = self.entries_after(self.applied_zxid, upto)
+            if entries:
+                self.applied_zxid = entries[-1][0]
+                self.emit(act.Apply(entries))
+
+    def vote_for_me(self):
+        return Vote(self.round, self.sid, self.last_zxid, self.current_epoch, LOOKING)
+
+    # -- role changes -------------------------------------------------------
+
+    def look(self, reason="starting"):
+        self.round += 1
+        self.role = LOOKING
+        self.leader = None
+        self.state = Election(self.sid, self.members, self.quorum, self.round,
+                              self.current_epoch, self.last_zxid, self.limits.finalize)
+        self.emit(act.RoleChanged(LOOKING, 0, self.current_epoch, False, reason))
+        sends, decided = self.state.start()
+        self._send_all(sends)
+        if decided is not None:
+            self._decided(decided)
+
+    def _send_all(self, sends):
+        for to, message in sends:
+            self.send(to, message)
+
+    def _decided(self, leader):
+        self.round = self.state.round
+        self.leader = leader
+        if leader == self.sid:
+            self.role = LEADING
+            self.state = LeaderRole(self)
+        else:
+            self.role = FOLLOWING
+            self.state = FollowerRole(self, leader)
+        self.emit(act.RoleChanged(self.role, leader, self.current_epoch, False, "elected"))
+        self.state.begin()
+
+    def _on_vote(self, frm, vote):
+        if self.role == LOOKING:
+            sends, decided = self.state.receive(frm, vote)
+            self._send_all(sends)
+            if decided is not None:
+                self._decided(decided)
+        elif vote.state == LOOKING:
+            # Tell a looking server who leads, so it can join.
+            epoch = getattr(self.state, "epoch", None) or self.current_epoch
+            self.send(frm, Vote(vote.round, self.leader, self.last_zxid, epoch, self.role))
+
