@@ -17,7 +17,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _KEYS = (
     "server_id", "client_address", "peer_address", "members", "data_dir",
-    "tick_ms", "min_session_timeout_ms", "max_session_timeout_ms",
+    "tick_ms", "init_limit", "sync_limit", "min_session_timeout_ms", "max_session_timeout_ms",
     "max_frame_bytes", "max_connections_per_ip", "max_connections",
     "four_letter_words", "super_digest", "log_level", "log_file",
 )
@@ -48,6 +48,8 @@ class ServerConfig:
     members: dict = field(hash=False)   # server id -> (host, port) of its peer port
     data_dir: Path
     tick_ms: int
+    init_limit: int          # ticks a new leader and its followers have to synchronise
+    sync_limit: int          # ticks of silence after which leader or follower gives up
     min_session_timeout_ms: int
     max_session_timeout_ms: int
     max_frame_bytes: int
@@ -216,6 +218,8 @@ def load_config(path) -> ServerConfig:
     if peer is None and server_id in members:
         peer = members[server_id]
     tick = optional("tick_ms", 2000, positive)
+    init_limit = optional("init_limit", 10, positive)
+    sync_limit = optional("sync_limit", 5, positive)
     min_timeout = optional("min_session_timeout_ms", 2 * tick, positive)
     max_timeout = optional("max_session_timeout_ms", 20 * tick, positive)
     if max_timeout < min_timeout:
@@ -244,6 +248,8 @@ def load_config(path) -> ServerConfig:
         members=members,
         data_dir=data_dir,
         tick_ms=tick,
+        init_limit=init_limit,
+        sync_limit=sync_limit,
         min_session_timeout_ms=min_timeout,
         max_session_timeout_ms=max_timeout,
         four_letter_words=words,

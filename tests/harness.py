@@ -69,12 +69,21 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if four_letter_word(self.port, "ruok", timeout=0.5) == "imok":
+                if self.is_serving():
                     return self
             except OSError:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"server did not answer ruok in {timeout}s:\n{self.log_tail()}")
+
+    def is_serving(self):
+        return four_letter_word(self.port, "srvr", timeout=0.5).startswith("Zookeeper version")
+
+    def mode(self):
+        for line in four_letter_word(self.port, "srvr", timeout=2).splitlines():
+            if line.startswith("Mode: "):
+                return line[6:]
+        return None
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc is not None and self.proc.poll() is None:

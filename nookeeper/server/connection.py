@@ -58,15 +58,19 @@ _CLOSE = object()
 
 
 class _Pending:
-    __slots__ = ("xid", "opcode", "is_write", "run", "received", "close_after")
+    """One request awaiting its reply. A read has `run` (serve it now); a
+    write or sync has `start` (hand it on; its reply comes back later)."""
 
-    def __init__(self, xid, opcode, is_write, run, received, close_after=False):
+    __slots__ = ("xid", "opcode", "is_write", "run", "received", "close_after", "start")
+
+    def __init__(self, xid, opcode, is_write, run, received, close_after=False, start=None):
         self.xid = xid
         self.opcode = opcode
         self.is_write = is_write
         self.run = run
         self.received = received
         self.close_after = close_after
+        self.start = start
 
 
 class Connection:
@@ -183,8 +187,9 @@ class Connection:
             self._write(xid, opcode, body, received)
         elif opcode == CLOSE_SESSION:
             self.node.begin_close(self.session_id)
-            self._ordered(_Pending(xid, opcode, True, None, received, close_after=True),
-                          request=None)
+            self._ordered(self._write_item(xid, opcode, None, received, close_after=True))
+        elif opcode == OpCode.SYNC:
+            self._sync(xid, body, received)
         elif opcode in readops.READS:
             self._read(xid, opcode, body, received)
         elif opcode in (OpCode.SET_WATCHES, OpCode.SET_WATCHES2):
@@ -218,7 +223,30 @@ class Connection:
         if not self.node.session_is_live(self.session_id):
             self._error(xid, opcode, SessionExpiredError(), received)
             return
-        self._ordered(_Pending(xid, opcode, True, None, received), request=request)
+        self._ordered(self._write_item(xid, opcode, request, received))
+
+    def _write_item(self, xid, opcode, request, received, close_after=False):
+        item = _Pending(xid, opcode, True, None, received, close_after=close_after)
+
+        def start():
+            self.node.submit_write(
+                self.session_id, xid, opcode, tuple(self.ids), request,
+                done=lambda txn, outcome: self._write_done(item, txn, outcome),
+            )
+
+        item.start = start
+        return item
+
+    def _sync(self, xid, body, received):
+        """Answered once this server has applied all the leader had when the sync reached it."""
+        ok, request = self._decode(xid, OpCode.SYNC, body, received)
+        if not ok:
+            return
+        item = _Pending(xid, OpCode.SYNC, True, None, received)
+        item.start = lambda: self.node.submit_sync(lambda: self._write_done(item, None, None))
+        item.run = lambda: encode_reply(xid, self.node.tree.last_zxid, 0, OpCode.SYNC,
+                                        {"path": request.path})
+        self._ordered(item)
 
     def _read(self, xid, opcode, body, received):
         ok, request = self._decode(xid, opcode, body, received)
@@ -289,14 +317,11 @@ class Connection:
 
     # -- ordering -----------------------------------------------------------
 
-    def _ordered(self, item, request=None):
+    def _ordered(self, item):
         with self._order_lock:
             if item.is_write:
                 self._pending.append(item)
-                self.node.pipeline.submit(
-                    self.session_id, item.xid, item.opcode, tuple(self.ids), request,
-                    done=lambda txn, outcome: self._write_done(item, txn, outcome),
-                )
+                item.start()
             elif self._pending:
                 self._pending.append(item)
             else:
@@ -304,13 +329,19 @@ class Connection:
 
     def _write_done(self, item, txn, outcome):
         with self._order_lock:
-            head = self._pending.popleft()
-            assert head is item, "replies out of order"
-            if item.opcode == CLOSE_SESSION:
+            if not self._pending or self._pending[0] is not item:
+                log.error("%r: reply for xid %d out of order; closing", self, item.xid)
+                self.close(flush=False)
+                return
+            self._pending.popleft()
+            if txn is None:
+                reply = item.run()
+            elif item.opcode == CLOSE_SESSION:
                 reply = encode_reply(item.xid, txn.zxid, 0)
             else:
                 reply = encode_reply(item.xid, txn.zxid, outcome.err, item.opcode, outcome.body)
-            self.last_zxid = txn.zxid
+            if txn is not None:
+                self.last_zxid = txn.zxid
             self._finish(item, reply)
             while self._pending and not self._pending[0].is_write:
                 read = self._pending.popleft()

@@ -45,6 +45,7 @@ def _summary_lines(node):
         f"Connections: {len(node.connections())}",
         f"Outstanding: {node.outstanding()}",
         f"Zxid: {zxid:#x}",
+        f"Epoch: {node.epoch}",
         f"Mode: {node.mode}",
         f"Node count: {count}",
     ]
@@ -107,9 +108,12 @@ def _mntr(node):
             ("uptime", int((time.time() - node.started_at) * 1000)),
             ("max_latency", stats.max_latency),
             ("last_zxid", f"{tree.last_zxid:#x}"),
-            ("wal_batches", node.pipeline.batches),
-            ("wal_logged_txns", node.pipeline.logged),
-            ("wal_last_batch_size", node.pipeline.last_batch_size),
+            ("wal_batches", node.replication.writer.batches),
+            ("wal_logged_txns", node.replication.writer.logged),
+            ("wal_last_batch_size", node.replication.writer.last_batch_size),
+            ("peer_state", node.mode),
+            ("epoch", node.epoch),
+            ("zab_last_logged_zxid", f"{node.replication.core.logged_zxid:#x}"),
         ]
     return "".join(f"zk_{key}\t{value}\n" for key, value in metrics)
 
@@ -237,7 +241,14 @@ _COMMANDS = {
 }
 
 
+# Words that need a serving server; the rest answer from any state.
+_NEED_SERVING = frozenset({"srvr", "stat", "mntr", "cons", "wchs", "wchc", "wchp", "dump", "isro"})
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
+
+
 def run_four_letter_word(node, word):
     if word != "srvr" and not node.config.allows_four_letter_word(word):
         return f"{word} is not executed because it is not in the whitelist.\n".encode()
+    if word in _NEED_SERVING and not node.serving:
+        return (b"null" if word == "isro" else NOT_SERVING.encode())
     return _COMMANDS[word](node).encode("utf-8", "surrogatepass")

@@ -1,10 +1,11 @@
-"""ServerNode: recovery, wiring and the lifetime of one server process.
+"""ServerNode: wiring and the lifetime of one server process.
 
-Start-up rebuilds the tree by replaying the write-ahead log, sessions
-included, so a client that reconnects within its timeout finds its session
-and its ephemerals. Then three kinds of threads run: the client port's
-reader threads (one per connection, plus its sender), the commit pipeline
-(log writer and applier), and the session expirer.
+Every server, a one-member ensemble included, runs ZAB (server/replication.py):
+the tree is rebuilt by applying the committed log once the server has
+synchronised with its leader, sessions included, so a client reconnecting
+within its timeout finds its session and its ephemerals. Clients are served
+only while ZAB says so; a server that loses its leader or its quorum closes
+its client connections so that clients move to the majority.
 """
 
 import logging
@@ -15,7 +16,7 @@ import time
 from construct import Container
 
 from nookeeper.server.clientport import make_client_port
-from nookeeper.server.commit import CommitPipeline
+from nookeeper.server.replication import Replication
 from nookeeper.server.sessions import SessionTable
 from nookeeper.server.stats import ServerStats
 from nookeeper.server.watches import WatchTable
@@ -23,7 +24,7 @@ from nookeeper.tree import DataTree
 from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION
 from nookeeper.wal import WriteAheadLog
 from nookeeper.wire.client import encode_connect_response
-from nookeeper.wire.txn import decode_txn
+from nookeeper.zab.zxid import epoch_of
 
 log = logging.getLogger("nookeeper.node")
 
@@ -44,7 +45,8 @@ def _now_ms():
 class ServerNode:
     def __init__(self, config):
         self.config = config
-        self.mode = "standalone"
+        self.serving = False
+        self.is_leader = False
         self.tree = DataTree()
         self.tree_lock = threading.RLock()
         self.watches = WatchTable()
@@ -55,44 +57,36 @@ class ServerNode:
         self._stopping = threading.Event()
         self.started_at = time.time()
         self.wal = WriteAheadLog(str(config.data_dir / DB_NAME))
-        self._recover()
         self._last_session_id = _signed64(
             ((_now_ms() << 24) & _U64) >> 8 | (config.server_id << 56)
         )
-        self.pipeline = CommitPipeline(self.wal, self.apply_txn, self.tree.last_zxid, self.fatal)
+        self.replication = Replication(self, self.wal)
         self.client_port = make_client_port(self, config.client_host, config.client_port)
         self._threads = []
 
     # -- lifetime -------------------------------------------------------------
 
-    def _recover(self):
-        replayed = 0
-        for record in self.wal.records():
-            self.tree.apply(decode_txn(record.body))
-            replayed += 1
-        now = _now_ms()
-        for session_id, info in self.tree.sessions.items():
-            self.sessions.track(session_id, info.timeout, now)
-        log.info(
-            "replayed %d txns from %s up to zxid %#x; %d sessions, %d znodes",
-            replayed, self.config.data_dir / DB_NAME, self.tree.last_zxid,
-            len(self.tree.sessions), self.tree.node_count,
-        )
-
     @property
     def client_address(self):
         return self.client_port.server_address[:2]
 
+    @property
+    def mode(self):
+        return self.replication.mode
+
+    @property
+    def epoch(self):
+        return self.replication.epoch
+
     def start(self):
-        self.pipeline.start()
+        self.replication.start()
         for target, name in ((self.client_port.serve_forever, "client-port"),
                              (self._expire_loop, "session-expirer")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         host, port = self.client_address
-        log.info("serving clients on %s:%d (mode %s, zxid %#x)", host, port, self.mode,
-                 self.tree.last_zxid)
+        log.info("client port %s:%d open; clients are served once ZAB has a leader", host, port)
 
     def stop(self):
         self._stopping.set()
@@ -100,7 +94,7 @@ class ServerNode:
         self.client_port.server_close()
         for conn in self.connections():
             conn.close(flush=False)
-        self.pipeline.stop()
+        self.replication.stop()
         self.wal.close()
 
     def fatal(self, message):
@@ -126,6 +120,51 @@ class ServerNode:
             log.info("session %#x closed at zxid %#x", txn.session, txn.zxid)
         return outcome
 
+    def reset_tree(self):
+        """ZAB cut applied history (a truncated tail): start again from an empty tree."""
+        with self.tree_lock:
+            self.tree = DataTree()
+            self.watches = WatchTable()
+        with self._lock:
+            self.sessions = SessionTable(self.config.tick_ms)
+        log.warning("applied state discarded; replaying the synchronised log")
+
+    def start_serving(self, leader):
+        """On the leader, every session gets a full timeout from now: its old
+        deadlines were the previous leader's, which this server never saw."""
+        now = _now_ms()
+        with self.tree_lock:
+            sessions = dict(self.tree.sessions)
+        with self._lock:
+            if leader:
+                for session_id, info in sessions.items():
+                    self.sessions.track(session_id, info.timeout, now)
+            self.is_leader = leader
+            self.serving = True
+        log.info("serving clients at zxid %#x (epoch %d), %d sessions",
+                 self.tree.last_zxid, self.epoch, len(sessions))
+
+    def stop_serving(self):
+        with self._lock:
+            self.serving = False
+            self.is_leader = False
+        conns = self.connections()
+        for conn in conns:
+            conn.close(flush=False)
+        log.warning("not serving clients: no leader; closed %d client connections", len(conns))
+
+    def submit_write(self, session, cxid, txn_type, ids, request, done=None):
+        self.replication.submit(session, cxid, txn_type, ids, request, done)
+
+    def submit_sync(self, done):
+        self.replication.sync(done)
+
+    def sessions_alive(self, session_ids):
+        now = _now_ms()
+        with self._lock:
+            for session_id in session_ids:
+                self.sessions.touch(session_id, now)
+
     # -- sessions -----------------------------------------------------------
 
     def _negotiate(self, requested):
@@ -143,6 +182,9 @@ class ServerNode:
     def attach(self, conn, request):
         """The handshake: a new session, a resumed one, or the expired answer."""
         read_only = None if request.readOnly is None else False
+        if not self.serving:
+            log.info("%r: not serving (no leader yet); closing", conn)
+            return False
         if request.lastZxidSeen > self.tree.last_zxid:
             log.warning(
                 "%r has seen zxid %#x, beyond ours (%#x); closing so it tries another server",
@@ -158,11 +200,11 @@ class ServerNode:
         session_id = self._new_session_id()
         passwd = os.urandom(16)
         created = threading.Event()
-        self.pipeline.submit(
+        self.submit_write(
             session_id, 0, CREATE_SESSION, (), Container(timeOut=timeout, passwd=passwd),
             done=lambda txn, outcome: created.set(),
         )
-        if not created.wait(30):
+        if not created.wait(max(timeout / 1000.0, 2.0)):
             log.error("session %#x was not committed within 30s; dropping %r", session_id, conn)
             return False
         self._bind(conn, session_id, timeout)
@@ -214,6 +256,9 @@ class ServerNode:
     def touch_session(self, session_id):
         with self._lock:
             self.sessions.touch(session_id, _now_ms())
+            report = not self.is_leader
+        if report:
+            self.replication.touch(session_id)
 
     def session_is_live(self, session_id):
         with self._lock:
@@ -231,14 +276,16 @@ class ServerNode:
         interval = max(self.config.tick_ms / 4000.0, 0.01)
         while not self._stopping.wait(interval):
             with self._lock:
+                if not (self.serving and self.is_leader):
+                    continue
                 expired = self.sessions.expired(_now_ms())
                 for session_id in expired:
                     self.sessions.mark_closing(session_id)
             for session_id in expired:
                 log.info("session %#x expired (timeout %sms)", session_id,
                          self.session_timeout(session_id))
-                self.pipeline.submit(session_id, 0, CLOSE_SESSION, (), None,
-                                     done=self._drop_expired_connection)
+                self.submit_write(session_id, 0, CLOSE_SESSION, (), None,
+                                  done=self._drop_expired_connection)
 
     def _drop_expired_connection(self, txn, outcome):
         with self._lock:

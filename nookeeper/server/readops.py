@@ -40,10 +40,6 @@ def _get_acl(node, conn, req):
     return {"acl": acl, "stat": stat}
 
 
-def _sync(node, conn, req):
-    return {"path": req.path}
-
-
 def _watcher_type(value):
     if value not in (w.WATCHER_CHILDREN, w.WATCHER_DATA, w.WATCHER_ANY,
                      w.WATCHER_PERSISTENT, w.WATCHER_PERSISTENT_RECURSIVE):
@@ -147,7 +143,6 @@ READS = {
     OpCode.GET_ACL: _get_acl,
     OpCode.GET_CHILDREN: lambda node, conn, req: {"children": _get_children(node, conn, req)["children"]},
     OpCode.GET_CHILDREN2: _get_children,
-    OpCode.SYNC: _sync,
     OpCode.CHECK_WATCHES: _check_watches,
     OpCode.REMOVE_WATCHES: _remove_watches,
     OpCode.ADD_WATCH: _add_watch,

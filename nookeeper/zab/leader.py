@@ -84,6 +84,7 @@ class LeaderRole:
         for sid in self.infos:
             if sid != peer.sid:
                 peer.send(sid, LeaderInfo(self.epoch))
+        self._maybe_start_sync()
 
     def _on_follower_info(self, frm, message):
         follower = _Follower(message.accepted_epoch)
@@ -107,11 +108,15 @@ class LeaderRole:
             self._step_down("a follower has a more recent history")
             return
         if self.phase == DISCOVERY:
-            ready = 1 + sum(1 for f in self.followers.values() if f.history is not None)
-            if ready >= self.peer.quorum:
-                self._start_sync()
+            self._maybe_start_sync()
         else:
             self._sync_follower(frm, follower)
+
+    def _maybe_start_sync(self):
+        """The leader's own history counts as one of the quorum's reports."""
+        ready = 1 + sum(1 for f in self.followers.values() if f.history is not None)
+        if self.phase == DISCOVERY and self.epoch is not None and ready >= self.peer.quorum:
+            self._start_sync()
 
     # -- sync ---------------------------------------------------------------
 
@@ -125,6 +130,7 @@ class LeaderRole:
         for sid, follower in self.followers.items():
             if follower.history is not None:
                 self._sync_follower(sid, follower)
+        self._maybe_establish()
 
     def _sync_follower(self, sid, follower):
         peer = self.peer

@@ -1,0 +1,104 @@
+"""The log writer: every disk operation of ZAB, in order, on one thread.
+
+Appends queue up and are written together, in one SQLite transaction and
+one fsync (group commit); each batch is reported back so ZAB can ack and
+commit. Truncations, log replacements and epoch changes wait their turn in
+the same queue and the caller blocks until they are durable, because ZAB
+may only speak (ack an epoch, ack NEWLEADER) after them.
+"""
+
+import logging
+import queue
+import threading
+import time
+
+from nookeeper.wal import LogRecord
+from nookeeper.wire.txn import decode_txn
+
+log = logging.getLogger("nookeeper.logwriter")
+
+_STOP = object()
+
+
+def to_record(zxid, payload):
+    txn = decode_txn(payload)
+    return LogRecord(zxid=zxid, time=txn.time, session=txn.session, cxid=txn.cxid,
+                     type=txn.type, body=payload)
+
+
+class LogWriter:
+    def __init__(self, wal, on_logged, on_fatal, max_batch=2000):
+        self._wal = wal
+        self._on_logged = on_logged
+        self._on_fatal = on_fatal
+        self._max_batch = max_batch
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
+        self.batches = 0
+        self.logged = 0
+        self.last_batch_size = 0
+        self.fsync_ms_total = 0.0
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._queue.put(_STOP)
+        self._thread.join(timeout=10)
+
+    def persist(self, entries, generation, upto):
+        self._queue.put(("persist", entries, generation, upto))
+
+    def run_sync(self, operation):
+        """Run operation(wal) after everything queued before it; block until done."""
+        done = threading.Event()
+        box = {}
+        self._queue.put(("sync", operation, done, box))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
+    def _run(self):
+        pending = None
+        while True:
+            item = pending if pending is not None else self._queue.get()
+            pending = None
+            if item is _STOP:
+                return
+            if item[0] == "sync":
+                _, operation, done, box = item
+                try:
+                    box["result"] = operation(self._wal)
+                except Exception as exc:
+                    box["error"] = exc
+                    self._on_fatal(f"log operation failed: {exc!r}")
+                done.set()
+                continue
+            batch = [item]
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP or nxt[0] != "persist":
+                    pending = nxt
+                    break
+                batch.append(nxt)
+            records = [to_record(zxid, payload) for _, entries, _, _ in batch
+                       for zxid, payload in entries]
+            started = time.perf_counter()
+            try:
+                self._wal.append(records)
+            except Exception as exc:
+                self._on_fatal(f"write-ahead log append failed: {exc!r}")
+                return
+            self.fsync_ms_total += (time.perf_counter() - started) * 1000
+            if records:
+                self.batches += 1
+                self.logged += len(records)
+                self.last_batch_size = len(records)
+            # Generations change only at synchronous operations, which end a
+            # batch, so the last report covers the whole batch.
+            _, _, generation, upto = batch[-1]
+            self._on_logged(upto, generation)

@@ -1,0 +1,222 @@
+"""Peer links: one TCP connection per pair of servers, FIFO both ways.
+
+The server with the higher id dials the lower one, so a pair never holds
+two connections. Each link has a sender thread draining its queue and a
+reader thread feeding decoded messages to ZAB. ZAB relies on FIFO links and
+on hearing when a link breaks: every closed link is reported exactly once,
+and whatever was queued on it is dropped. A frame that is malformed or
+comes from a foreign cluster closes the link with a log line.
+"""
+
+import logging
+import queue
+import socket
+import socketserver
+import threading
+
+from nookeeper.server.clientport import ClientGone, read_exact
+from nookeeper.wire import peer as frames
+
+log = logging.getLogger("nookeeper.peerport")
+
+_CLOSE = object()
+DIAL_INTERVAL_S = 0.2
+
+
+class _Link:
+    def __init__(self, port, sid, sock):
+        self.port = port
+        self.sid = sid
+        self.sock = sock
+        self.queue = queue.SimpleQueue()
+        self.closed = False
+        self._lock = threading.Lock()
+        self.sender = threading.Thread(target=self._send_loop, name=f"peer-send-{sid}",
+                                       daemon=True)
+
+    def send(self, message):
+        if not self.closed:
+            self.queue.put(message)
+
+    def _send_loop(self):
+        while True:
+            item = self.queue.get()
+            if item is _CLOSE:
+                return
+            chunks = [frames.encode(item)]
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _CLOSE:
+                    self._write(chunks)
+                    return
+                chunks.append(frames.encode(item))
+            if not self._write(chunks):
+                return
+
+    def _write(self, chunks):
+        try:
+            self.sock.sendall(b"".join(chunks))
+            return True
+        except OSError as exc:
+            self.close(f"send failed: {exc}")
+            return False
+
+    def read_loop(self):
+        try:
+            while not self.closed:
+                tag, length = frames.decode_header(read_exact(self.sock, frames.HEADER_SIZE))
+                message = frames.decode_body(tag, read_exact(self.sock, length))
+                self.port.on_message(self.sid, message)
+        except ClientGone:
+            self.close("peer closed the link")
+        except frames.PeerFrameError as exc:
+            self.close(f"bad frame: {exc}")
+        except OSError as exc:
+            self.close(f"socket error: {exc}")
+
+    def close(self, why):
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        self.queue.put(_CLOSE)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.port.on_link_closed(self, why)
+
+
+class _PeerHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.server.peer_port.accept(self.request, self.client_address)
+
+
+class PeerPort:
+    """Links to every other member; send() never blocks the caller."""
+
+    def __init__(self, sid, members, bind, on_message, on_disconnected):
+        self.sid = sid
+        self.members = dict(members)
+        self.cluster = ",".join(f"{m}@{h}:{p}" for m, (h, p) in sorted(self.members.items()))
+        self._on_message = on_message
+        self._on_disconnected = on_disconnected
+        self._links = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = socketserver.ThreadingTCPServer(bind, _PeerHandler, bind_and_activate=False)
+        self._server.daemon_threads = True
+        self._server.allow_reuse_address = True
+        self._server.peer_port = self
+        self._server.server_bind()
+        self._server.server_activate()
+        self._threads = []
+
+    def start(self):
+        for target, name in ((self._server.serve_forever, "peer-port"),
+                             (self._dial_loop, "peer-dialer")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self):
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            links = list(self._links.values())
+        for link in links:
+            link.close("server stopping")
+
+    def connected(self):
+        with self._lock:
+            return sorted(self._links)
+
+    def send(self, to, message):
+        with self._lock:
+            link = self._links.get(to)
+        if link is not None:
+            link.send(message)
+
+    # -- establishing links -------------------------------------------------
+
+    def _dial_loop(self):
+        while not self._stopping.wait(DIAL_INTERVAL_S):
+            for sid, (host, port) in self.members.items():
+                if sid >= self.sid:
+                    continue
+                with self._lock:
+                    if sid in self._links:
+                        continue
+                try:
+                    sock = socket.create_connection((host, port), timeout=2)
+                except OSError:
+                    continue
+                try:
+                    sock.sendall(frames.encode_hello(self.sid, self.cluster))
+                    their_sid, cluster = self._read_hello(sock)
+                except (OSError, ClientGone, frames.PeerFrameError) as exc:
+                    log.debug("dialing server %d failed: %s", sid, exc)
+                    sock.close()
+                    continue
+                if their_sid != sid or cluster != self.cluster:
+                    log.warning("server at %s:%d says it is %d of cluster %r; expected %d of %r",
+                                host, port, their_sid, cluster, sid, self.cluster)
+                    sock.close()
+                    continue
+                sock.settimeout(None)
+                self._register(sid, sock, reader_thread=True)
+
+    def _read_hello(self, sock):
+        sock.settimeout(5)
+        header = read_exact(sock, frames.HEADER_SIZE)
+        _tag, length = frames.decode_header(header)
+        return frames.decode_hello(header + read_exact(sock, length))
+
+    def accept(self, sock, address):
+        """Runs on the accepting handler thread, which becomes the link's reader."""
+        try:
+            their_sid, cluster = self._read_hello(sock)
+        except (OSError, ClientGone, frames.PeerFrameError) as exc:
+            log.warning("peer connection from %s:%d sent no valid hello: %s", *address[:2], exc)
+            return
+        if cluster != self.cluster or their_sid not in self.members or their_sid <= self.sid:
+            log.warning("refusing peer link from %s:%d claiming server %d of cluster %r",
+                        address[0], address[1], their_sid, cluster)
+            return
+        try:
+            sock.sendall(frames.encode_hello(self.sid, self.cluster))
+        except OSError:
+            return
+        sock.settimeout(None)
+        link = self._register(their_sid, sock, reader_thread=False)
+        link.read_loop()
+
+    def _register(self, sid, sock, reader_thread):
+        link = _Link(self, sid, sock)
+        with self._lock:
+            old = self._links.get(sid)
+            self._links[sid] = link
+        if old is not None:
+            old.close("replaced by a new link")
+        log.info("link to server %d up", sid)
+        link.sender.start()
+        if reader_thread:
+            threading.Thread(target=link.read_loop, name=f"peer-read-{sid}", daemon=True).start()
+        return link
+
+    # -- from links -----------------------------------------------------------
+
+    def on_message(self, sid, message):
+        self._on_message(sid, message)
+
+    def on_link_closed(self, link, why):
+        with self._lock:
+            if self._links.get(link.sid) is link:
+                del self._links[link.sid]
+        log.info("link to server %d down: %s", link.sid, why)
+        self._on_disconnected(link.sid)

@@ -1,0 +1,290 @@
+"""The ZAB driver: one thread owns the pure Peer and carries out its actions.
+
+Everything that happens to ZAB (a tick, a peer message, a broken link, a
+batch on disk, a client write) becomes an event on one queue, so the core
+never needs a lock. Actions go out to the peer links (Send), the log writer
+(Persist, Truncate, ReplaceLog, SaveEpochs) and the apply thread (Apply,
+ResetState, SyncDone), which applies committed txns in zxid order and then
+answers whoever was waiting for them on this server.
+"""
+
+import collections
+import dataclasses
+import logging
+import queue
+import threading
+import time
+
+from nookeeper.server.logwriter import LogWriter
+from nookeeper.server.peerport import PeerPort
+from nookeeper.txn import Txn
+from nookeeper.wire.txn import decode_txn, encode_txn
+from nookeeper.zab import actions as act
+from nookeeper.zab.messages import FOLLOWING, LEADING, LOOKING
+from nookeeper.zab.peer import Limits, Peer
+from nookeeper.zab.zxid import fmt
+
+log = logging.getLogger("nookeeper.zab")
+
+ROLE_NAMES = {LOOKING: "looking", FOLLOWING: "follower", LEADING: "leader"}
+META_ACCEPTED = "acceptedEpoch"
+META_CURRENT = "currentEpoch"
+_STOP = object()
+
+
+class Replication:
+    def __init__(self, node, wal):
+        config = node.config
+        self.node = node
+        self.sid = config.server_id
+        self.wal = wal
+        members = config.members or {config.server_id: None}
+        self.standalone = len(members) == 1
+        entries = [(record.zxid, record.body) for record in wal.records()]
+        accepted = int(wal.get_meta(META_ACCEPTED, 0))
+        current = int(wal.get_meta(META_CURRENT, 0))
+        self.core = Peer(self.sid, members, accepted, current, entries,
+                         Limits(init=config.init_limit, sync=config.sync_limit, finalize=1))
+        log.info("log holds %d txns up to zxid %s; accepted epoch %d, current epoch %d",
+                 len(entries), fmt(self.core.last_zxid), accepted, current)
+        self._events = queue.SimpleQueue()
+        self._applies = queue.SimpleQueue()
+        self.writer = LogWriter(wal, self._logged, node.fatal)
+        self.peers = None
+        if not self.standalone:
+            others = {sid: addr for sid, addr in members.items() if sid != self.sid}
+            self.peers = PeerPort(self.sid, others, (config.peer_host, config.peer_port),
+                                  self._peer_message, self._peer_down)
+        self.role = LOOKING
+        self.leader = 0
+        self.epoch = current
+        self.serving = False
+        self._waiting = {}
+        self._waiting_lock = threading.Lock()
+        self._syncs = {}
+        self._sync_waits = []
+        self._next_sync = 0
+        self._stopping = threading.Event()
+        self._threads = []
+
+    # -- lifetime -------------------------------------------------------------
+
+    def start(self):
+        self.writer.start()
+        if self.peers is not None:
+            self.peers.start()
+        for target, name in ((self._event_loop, "zab"), (self._apply_loop, "apply"),
+                             (self._tick_loop, "ticker")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._events.put(("start",))
+
+    def stop(self):
+        self._stopping.set()
+        self._events.put(_STOP)
+        self._applies.put(_STOP)
+        if self.peers is not None:
+            self.peers.stop()
+        self.writer.stop()
+
+    @property
+    def mode(self):
+        if self.standalone:
+            return "standalone"
+        return ROLE_NAMES[self.role]
+
+    # -- inputs (any thread) --------------------------------------------------
+
+    def _peer_message(self, sid, message):
+        self._events.put(("receive", sid, message))
+
+    def _peer_down(self, sid):
+        self._events.put(("disconnected", sid))
+
+    def _logged(self, zxid, generation):
+        self._events.put(("logged", zxid, generation))
+
+    def _tick_loop(self):
+        interval = self.node.config.tick_ms / 1000.0
+        while not self._stopping.wait(interval):
+            self._events.put(("tick",))
+
+    def submit(self, session, cxid, txn_type, ids, request, done=None):
+        """A client write: done(txn, outcome) runs on the apply thread once it is applied here."""
+        txn = Txn(zxid=0, time=0, session=session, cxid=cxid, type=txn_type,
+                  ids=tuple(ids), request=request)
+        if done is not None:
+            with self._waiting_lock:
+                self._waiting.setdefault((session, cxid), collections.deque()).append(done)
+        self._events.put(("write", txn))
+
+    def sync(self, done):
+        """done() runs once this server has applied everything the leader had proposed."""
+        self._events.put(("sync", done))
+
+    def touch(self, session_id):
+        self._events.put(("touch", session_id))
+
+    # -- the ZAB thread -------------------------------------------------------
+
+    def _event_loop(self):
+        core = self.core
+        touched = set()
+        while True:
+            event = self._events.get()
+            if event is _STOP:
+                return
+            kind = event[0]
+            if kind == "tick":
+                if touched:
+                    core.touch_sessions(touched)
+                    touched = set()
+                actions = core.tick()
+            elif kind == "receive":
+                actions = core.receive(event[1], event[2])
+            elif kind == "logged":
+                actions = core.logged(event[1], event[2])
+            elif kind == "disconnected":
+                actions = core.disconnected(event[1])
+            elif kind == "write":
+                actions = self._write(event[1])
+            elif kind == "sync":
+                self._next_sync += 1
+                self._syncs[self._next_sync] = event[1]
+                actions = core.sync(self._next_sync)
+            elif kind == "touch":
+                touched.add(event[1])
+                continue
+            else:
+                actions = core.start()
+            self._execute(actions)
+
+    def _write(self, txn):
+        core = self.core
+        if core.role == LEADING:
+            return self._propose(txn)
+        if core.role == FOLLOWING:
+            return core.forward(encode_txn(txn))
+        return []
+
+    def _propose(self, txn):
+        now = int(time.time() * 1000)
+
+        def stamp(zxid):
+            return encode_txn(dataclasses.replace(txn, zxid=zxid, time=now))
+
+        _zxid, actions = self.core.propose(stamp)
+        return actions
+
+    def _execute(self, actions):
+        for action in actions:
+            kind = type(action)
+            if kind is act.Send:
+                self.peers.send(action.to, action.message)
+            elif kind is act.Persist:
+                self.writer.persist(action.entries, action.generation, action.upto)
+            elif kind is act.Apply:
+                self._applies.put(("apply", action.entries))
+            elif kind is act.ProposeForwarded:
+                self._execute(self._propose(decode_txn(action.payload)))
+            elif kind is act.SessionsAlive:
+                self.node.sessions_alive(action.sessions)
+            elif kind is act.SyncDone:
+                done = self._syncs.pop(action.id, None)
+                if done is not None:
+                    self._applies.put(("sync", action.zxid, done))
+            elif kind is act.Truncate:
+                log.warning("truncating the log after zxid %s (an uncommitted tail)",
+                            fmt(action.zxid))
+                self.writer.run_sync(lambda wal, z=action.zxid: wal.truncate_after(z))
+            elif kind is act.ReplaceLog:
+                log.warning("replacing the log with the leader's (%d txns)", len(action.entries))
+                self.writer.run_sync(lambda wal, e=action.entries: _replace(wal, e))
+            elif kind is act.SaveEpochs:
+                self.writer.run_sync(lambda wal, a=action: _save_epochs(wal, a))
+            elif kind is act.ResetState:
+                self._applies.put(("reset",))
+            elif kind is act.RoleChanged:
+                self._role_changed(action)
+
+    def _role_changed(self, action):
+        was_serving = self.serving
+        self.role, self.leader, self.epoch, self.serving = (
+            action.role, action.leader, action.epoch, action.serving)
+        name = ROLE_NAMES[action.role]
+        if action.role == LOOKING:
+            log.info("looking for a leader (%s), epoch %d", action.reason, action.epoch)
+        elif action.serving:
+            log.info("%s of epoch %d (leader %d): serving clients (%s)",
+                     name, action.epoch, action.leader, action.reason)
+        else:
+            log.info("elected: %s, leader %d; synchronising", name, action.leader)
+        if was_serving and not action.serving:
+            self._applies.put(("stop-serving",))
+        if action.serving:
+            self._applies.put(("serving", action.role == LEADING))
+
+    # -- the apply thread -----------------------------------------------------
+
+    def _apply_loop(self):
+        node = self.node
+        while True:
+            item = self._applies.get()
+            if item is _STOP:
+                return
+            kind = item[0]
+            if kind == "apply":
+                for _zxid, payload in item[1]:
+                    txn = decode_txn(payload)
+                    outcome = node.apply_txn(txn)
+                    self._complete(txn, outcome)
+                self._release_syncs()
+            elif kind == "sync":
+                self._sync_waits.append((item[1], item[2]))
+                self._release_syncs()
+            elif kind == "reset":
+                node.reset_tree()
+            elif kind == "stop-serving":
+                self._abandon_waiters()
+                node.stop_serving()
+            elif kind == "serving":
+                node.start_serving(leader=item[1])
+
+    def _complete(self, txn, outcome):
+        with self._waiting_lock:
+            waiters = self._waiting.get((txn.session, txn.cxid))
+            done = waiters.popleft() if waiters else None
+            if waiters is not None and not waiters:
+                del self._waiting[(txn.session, txn.cxid)]
+        if done is not None:
+            try:
+                done(txn, outcome)
+            except Exception:
+                log.exception("completing session %#x cxid %d at zxid %s failed",
+                              txn.session, txn.cxid, fmt(txn.zxid))
+
+    def _release_syncs(self):
+        applied = self.node.tree.last_zxid
+        ready = [done for zxid, done in self._sync_waits if zxid <= applied]
+        self._sync_waits = [(z, d) for z, d in self._sync_waits if z > applied]
+        for done in ready:
+            done()
+
+    def _abandon_waiters(self):
+        """Their connections are being closed; clients retry elsewhere."""
+        with self._waiting_lock:
+            self._waiting.clear()
+        self._sync_waits.clear()
+
+
+def _replace(wal, entries):
+    from nookeeper.server.logwriter import to_record
+
+    wal.truncate_after(-1)
+    wal.append([to_record(zxid, payload) for zxid, payload in entries])
+
+
+def _save_epochs(wal, action):
+    wal.set_meta(META_ACCEPTED, action.accepted_epoch)
+    wal.set_meta(META_CURRENT, action.current_epoch)
