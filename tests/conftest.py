@@ -37,3 +37,20 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, "rep_" + report.when, report)
+
+
+@pytest.fixture
+def ensemble_factory(tmp_path):
+    """Start ensembles on demand; every process is killed at teardown, pass or fail."""
+    from harness import Ensemble
+
+    made = []
+
+    def make(size=3, **settings):
+        ensemble = Ensemble(tmp_path / f"ensemble{len(made)}", size, **settings)
+        made.append(ensemble)
+        return ensemble.start()
+
+    yield make
+    for ensemble in made:
+        ensemble.kill_all()

@@ -58,12 +58,28 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout=20.0):
+        self.launch()
+        return self.wait_serving(timeout)
+
+    def launch(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, str(SERVER_BIN), str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, cwd=str(self.workdir),
         )
         log.close()
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def safe_mode(self):
+        try:
+            return self.mode()
+        except OSError:
+            return None
+
+    def wait_serving(self, timeout=20.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -157,3 +173,44 @@ class ClientProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
+
+
+class Ensemble:
+    """N server processes forming one ensemble on loopback, with free ports."""
+
+    def __init__(self, workdir, size=3, **settings):
+        peer_ports = {sid: free_port() for sid in range(1, size + 1)}
+        members = {sid: f"127.0.0.1:{port}" for sid, port in peer_ports.items()}
+        self.servers = {}
+        for sid in range(1, size + 1):
+            self.servers[sid] = ServerProcess(
+                Path(workdir) / f"node{sid}", server_id=sid, members=members,
+                **{"tick_ms": 100, "init_limit": 20, "sync_limit": 5, **settings},
+            )
+
+    @property
+    def hosts(self):
+        return ",".join(server.hosts for server in self.servers.values())
+
+    def start(self, timeout=30.0):
+        for server in self.servers.values():
+            server.launch()
+        for server in self.servers.values():
+            server.wait_serving(timeout)
+        return self
+
+    def leader(self, timeout=20.0):
+        return wait_for(lambda: self._find("leader"), timeout=timeout, message="a leader")
+
+    def followers(self):
+        return [s for s in self.servers.values() if s.alive() and s.safe_mode() == "follower"]
+
+    def _find(self, mode):
+        for server in self.servers.values():
+            if server.alive() and server.safe_mode() == mode:
+                return server
+        return None
+
+    def kill_all(self):
+        for server in self.servers.values():
+            server.kill()

@@ -101,8 +101,8 @@ class PeerPort:
 
     def __init__(self, sid, members, bind, on_message, on_disconnected):
         self.sid = sid
-        self.members = dict(members)
-        self.cluster = ",".join(f"{m}@{h}:{p}" for m, (h, p) in sorted(self.members.items()))
+        self.cluster = ",".join(f"{m}@{h}:{p}" for m, (h, p) in sorted(members.items()))
+        self.members = {m: addr for m, addr in members.items() if m != sid}
         self._on_message = on_message
         self._on_disconnected = on_disconnected
         self._links = {}

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 
-from nookeeper.server.logwriter import LogWriter
+from nookeeper.server.logwriter import LogWriter, to_record
 from nookeeper.server.peerport import PeerPort
 from nookeeper.txn import Txn
 from nookeeper.wire.txn import decode_txn, encode_txn
@@ -52,8 +52,7 @@ class Replication:
         self.writer = LogWriter(wal, self._logged, node.fatal)
         self.peers = None
         if not self.standalone:
-            others = {sid: addr for sid, addr in members.items() if sid != self.sid}
-            self.peers = PeerPort(self.sid, others, (config.peer_host, config.peer_port),
+            self.peers = PeerPort(self.sid, members, (config.peer_host, config.peer_port),
                                   self._peer_message, self._peer_down)
         self.role = LOOKING
         self.leader = 0
@@ -129,6 +128,13 @@ class Replication:
     # -- the ZAB thread -------------------------------------------------------
 
     def _event_loop(self):
+        try:
+            self._events_until_stopped()
+        except Exception as exc:
+            log.exception("ZAB thread failed")
+            self.node.fatal(f"ZAB thread failed: {exc!r}")
+
+    def _events_until_stopped(self):
         core = self.core
         touched = set()
         while True:
@@ -228,6 +234,13 @@ class Replication:
     # -- the apply thread -----------------------------------------------------
 
     def _apply_loop(self):
+        try:
+            self._apply_until_stopped()
+        except Exception as exc:
+            log.exception("apply thread failed")
+            self.node.fatal(f"apply thread failed: {exc!r}")
+
+    def _apply_until_stopped(self):
         node = self.node
         while True:
             item = self._applies.get()
@@ -279,9 +292,7 @@ class Replication:
 
 
 def _replace(wal, entries):
-    from nookeeper.server.logwriter import to_record
-
-    wal.truncate_after(-1)
+    wal.truncate_after(0)
     wal.append([to_record(zxid, payload) for zxid, payload in entries])
 
 

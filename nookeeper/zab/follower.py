@@ -183,6 +183,9 @@ class FollowerRole:
         limit = self.peer.limits.sync if self.phase == BROADCAST else self.peer.limits.init
         if self.ticks - self.heard > limit:
             self._give_up("the leader fell silent")
+        elif self.phase == DISCOVERY:
+            # The leader may still have been deciding when our first one came.
+            self._send_info()
 
 
 _HANDLERS = {

@@ -93,7 +93,7 @@ class Peer:
             return []
         if isinstance(message, Vote):
             self._on_vote(frm, message)
-        else:
+        elif self.role != LOOKING:
             self.state.receive(frm, message)
         return self._take()
 

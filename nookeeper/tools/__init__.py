@@ -1,0 +1,1 @@
+"""Operator tools that drive nookeeper servers from outside (bin/nk-*)."""
