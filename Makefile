@@ -1,7 +1,7 @@
 VENV ?= .venv
 ZKCLI := /usr/share/zookeeper/bin/zkCli.sh
 
-.PHONY: venv test compat-deps run clean
+.PHONY: venv test compat-deps run run-standalone clean
 
 venv: $(VENV)/.stamp
 
@@ -27,6 +27,9 @@ compat-deps:
 	fi
 
 run: venv
+	$(VENV)/bin/python bin/nk-ensemble etc/node1.yaml etc/node2.yaml etc/node3.yaml
+
+run-standalone: venv
 	$(VENV)/bin/python bin/nookeeper-server etc/standalone.yaml
 
 clean:

@@ -16,5 +16,5 @@ setup(
     python_requires=">=3.11",
     install_requires=["construct", "sqlite-utils", "pyyaml"],
     extras_require={"test": ["pytest", "pytest-timeout", "kazoo"]},
-    scripts=["bin/nookeeper-server"],
+    scripts=["bin/nookeeper-server", "bin/nk-ensemble"],
 )

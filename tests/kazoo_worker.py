@@ -8,6 +8,30 @@ import sys
 import time
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionLoss, NodeExistsError, NoNodeError, SessionExpiredError
+
+
+def hold(zk, holder):
+    """Mark the critical section; another holder's mark means exclusion broke."""
+    try:
+        zk.create("/lockcheck/holder", holder.encode(), ephemeral=True, makepath=True)
+    except NodeExistsError:
+        owner = zk.retry(zk.get, "/lockcheck/holder")[0].decode()
+        if owner != holder:
+            print(f"VIOLATION: {holder} holds the lock while {owner} does", flush=True)
+            sys.exit(3)
+    time.sleep(0.01)
+    zk.retry(zk.delete, "/lockcheck/holder")
+
+
+def drop_own_mark(zk, holder):
+    """A create whose reply was lost may have left our mark behind."""
+    try:
+        data, stat = zk.retry(zk.get, "/lockcheck/holder")
+    except NoNodeError:
+        return
+    if data.decode() == holder:
+        zk.retry(zk.delete, "/lockcheck/holder", version=stat.version)
 
 
 def main():
@@ -21,13 +45,18 @@ def main():
         time.sleep(3600)
     elif role == "lock":
         path, rounds, holder = args[0], int(args[1]), args[2]
-        lock = zk.Lock(path, holder)
         print("ready", flush=True)
-        for _ in range(rounds):
-            with lock:
-                zk.create("/lockcheck/holder", holder.encode(), ephemeral=True, makepath=True)
-                time.sleep(0.01)
-                zk.delete("/lockcheck/holder")
+        done = 0
+        while done < rounds:
+            lock = zk.Lock(path, holder)
+            try:
+                with lock:
+                    hold(zk, holder)
+                done += 1
+            except (ConnectionLoss, SessionExpiredError):
+                time.sleep(0.2)
+                drop_own_mark(zk, holder)
+                zk.retry(lock.release)
         print("done", flush=True)
     elif role == "counter":
         path, rounds = args[0], int(args[1])

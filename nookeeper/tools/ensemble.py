@@ -62,7 +62,9 @@ class Member:
     @property
     def hostport(self):
         host = self.dial_host
-        return f"[{host}]:{self.config.client_port}" if ":" in host else f"{host}:{self.config.client_port}"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{host}:{self.config.client_port}"
 
     def describe(self):
         return f"{self.name} (server {self.config.server_id}, {self.hostport})"
@@ -117,6 +119,8 @@ def _exit_text(code):
 
 
 class Ensemble:
+    """The launcher proper; signal handlers only count, the main loop decides."""
+
     def __init__(self, members, out):
         self.members = members
         self.out = out
@@ -227,9 +231,10 @@ class Ensemble:
     def _banner(self, leader):
         hosts = ",".join(m.hostport for m in self.members)
         count = len(self.members)
+        ready = "the server answers ruok" if count == 1 else f"all {count} servers answer ruok"
         lines = [
             "",
-            f"{PROG}: {count} server{'s' if count != 1 else ''} answer ruok",
+            f"{PROG}: {ready}",
             f"  connect string: {hosts}",
             f'  kazoo:          KazooClient(hosts="{hosts}")',
             f"  zkCli.sh:       {ZKCLI} -server {hosts}",

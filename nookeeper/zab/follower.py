@@ -64,12 +64,15 @@ class FollowerRole:
     def receive(self, frm, message):
         if frm != self.leader:
             return
-        self.heard = self.ticks
         if isinstance(message, LeaderInfo):
+            self.heard = self.ticks
             self._on_leader_info(message)
             return
         if getattr(message, "epoch", None) != self.epoch or self.epoch is None:
+            # Not a sign of life: a server we took for the leader but which
+            # follows us sends FollowerInfo, and must not keep us waiting.
             return
+        self.heard = self.ticks
         handler = _HANDLERS.get(type(message))
         if handler is not None:
             handler(self, message)

@@ -204,6 +204,8 @@ class LeaderRole:
             self._maybe_establish()
         elif self.phase == BROADCAST:
             self._advance_commit()
+            # The followers may have committed this before our own write finished.
+            self.peer.advance_apply()
 
     def _advance_commit(self):
         peer = self.peer

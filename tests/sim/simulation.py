@@ -1,0 +1,691 @@
+"""A deterministic simulation of an ensemble running the pure ZAB core.
+
+Everything a real deployment would do with threads, sockets, disks and clocks
+is played out here from one seeded random.Random, as a queue of timed events:
+ticks, message deliveries, disk writes, connection-loss notices, crashes and
+client writes. A seed therefore replays exactly, and a failing seed is a
+complete bug report.
+
+The model is the contract the core assumes (see nookeeper/zab/peer.py and
+actions.py):
+
+* Links are FIFO per direction (TCP). A reset drops what is in flight both
+  ways and each end later hears `disconnected`; what an end sends before it
+  has heard that is lost, and a message on the new connection is never
+  delivered before the receiver has heard about the old one. Votes alone may
+  also be duplicated and reordered (the core must take that).
+* The disk is a FIFO queue: Persists are written later, several at a time
+  (group commit), then reported with `logged`; Truncate, ReplaceLog and
+  SaveEpochs first wait for what is queued, then are durable at once.
+  A crash loses the queue and keeps what was written.
+* A crash can hit between any two actions of a server, so it lands in the
+  middle of DIFF/TRUNC/SNAP sync, right after NEWLEADER, and so on.
+
+The safety checks run as the actions happen; `settle` checks liveness and
+that no acknowledged write was lost.
+"""
+
+import heapq
+import itertools
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from nookeeper.zab import actions as act
+from nookeeper.zab.messages import (
+    FOLLOWING,
+    LEADING,
+    LOOKING,
+    AckNewLeader,
+    Diff,
+    NewLeader,
+    Snap,
+    Trunc,
+    UpToDate,
+    Vote,
+)
+from nookeeper.zab.peer import Limits, Peer
+from nookeeper.zab.zxid import fmt
+
+TICK = 10  # time units between two ticks of a server; message delays are a few units
+SYNC_MESSAGES = (Diff, Trunc, Snap, NewLeader, AckNewLeader, UpToDate)
+DURABLE_ACTIONS = (act.Truncate, act.ReplaceLog, act.SaveEpochs)
+
+
+class Violation(AssertionError):
+    """An invariant of ZAB did not hold."""
+
+
+class Crashed(Exception):
+    """Unwinds a server's action loop: it crashed between two actions."""
+
+
+@dataclass
+class Write:
+    """A client write: where it was submitted, when, and when the client heard back."""
+
+    sid: int
+    incarnation: int
+    submitted: int
+    acked: int = None
+
+
+class Disk:
+    """What survives a crash: the epochs and the written log. `queue` holds
+    Persists not yet written; a crash loses them."""
+
+    def __init__(self):
+        self.accepted = 0
+        self.current = 0
+        self.log = []
+        self.index = {}  # zxid -> payload, for the log above
+        self.queue = deque()
+
+    def append(self, entries, where):
+        for zxid, payload in entries:
+            if self.log and zxid <= self.log[-1][0]:
+                raise Violation(f"{where}: log zxids must increase: {fmt(zxid)} "
+                                f"written after {fmt(self.log[-1][0])}")
+            self.log.append((zxid, payload))
+            self.index[zxid] = payload
+
+    def replace(self, entries):
+        self.log = list(entries)
+        self.index = dict(entries)
+
+    def truncate(self, zxid):
+        while self.log and self.log[-1][0] > zxid:
+            del self.index[self.log.pop()[0]]
+
+
+class Server:
+    """One machine: the disk outlives crashes, the Peer and the rest do not."""
+
+    def __init__(self, sid):
+        self.sid = sid
+        self.disk = Disk()
+        self.peer = None  # None while down
+        self.incarnation = 0
+        self.applied = []  # entries applied by this incarnation since the last ResetState
+        self.notices = deque()  # (upto, generation) written but not yet reported
+        self.disk_busy = False
+        self.leader = None  # from the last RoleChanged
+        self.received = []  # (kind, detail) of sync steps, for the scenario tests
+
+    @property
+    def up(self):
+        return self.peer is not None
+
+    @property
+    def serving(self):
+        return self.peer is not None and self.peer.serving
+
+
+class Cluster:
+    """n servers, a network and a disk per server, driven by one seeded RNG.
+
+    With chaos=True a background process crashes and restarts servers, resets
+    and cuts links and submits client writes; with chaos=False nothing happens
+    unless a test asks for it (the scenario tests).
+    """
+
+    def __init__(self, seed, n=3, limits=Limits(), chaos=True, calm_bound=80,
+                 start=True):
+        self.seed = seed
+        self.n = n
+        self.rng = random.Random(seed)
+        self.limits = limits
+        self.members = tuple(range(1, n + 1))
+        self.quorum = n // 2 + 1
+        self.servers = {sid: Server(sid) for sid in self.members}
+        self.now = 0
+        self._events = []
+        self._seq = itertools.count()
+        # network
+        self.session = {}  # (a, b) with a < b -> connection number
+        self.cut = set()  # pairs (a, b), a < b, that drop everything
+        self.arrival = {}  # (frm, to) -> time the last message arrives, for FIFO
+        self.unnoticed = {}  # (x, other) -> incarnation of x that has not heard of a reset
+        # what the checks remember
+        self.history = []  # the one order of committed entries every server must follow
+        self.proposed = {}  # zxid -> payload, over the whole run
+        self.leaders = {}  # epoch -> (sid, incarnation) that led it, serving
+        self.writes = {}  # payload -> Write
+        self.syncs = {}  # id -> (sid, incarnation, applied zxid when asked)
+        self.crash_hooks = []  # f(sid, action) -> bool: crash sid right after that action
+        self.trace = deque(maxlen=60)
+        self.stats = dict(events=0, crashes=0, resets=0, partitions=0, writes=0, acked=0,
+                          elections=0, truncs=0, snaps=0)
+        # chaos
+        self.chaos = chaos
+        self.calm_bound = calm_bound  # ticks of calm with a connected quorum before a leader must serve
+        self.last_fault = 0
+        self.storm_until = 0
+        self.crash_rate = 0.0
+        for sid in self.members:
+            self._at(self.rng.randint(1, TICK), self._tick, sid)
+        if chaos:
+            self._at(1, self._chaos)
+            self._at(TICK, self._monitor)
+        if start:
+            for sid in self.members:
+                self.restart(sid)
+
+    # -- the event loop -------------------------------------------------------
+
+    def _at(self, delay, fn, *args):
+        heapq.heappush(self._events, (self.now + delay, next(self._seq), fn, args))
+
+    def step(self):
+        """Carry out the next event; False when nothing is left to do."""
+        if not self._events:
+            return False
+        self.now, _, fn, args = heapq.heappop(self._events)
+        self.stats["events"] += 1
+        try:
+            fn(*args)
+        except Crashed:
+            pass
+        except Violation as e:
+            raise Violation(self.report(str(e))) from None
+        return True
+
+    def run_for(self, ticks):
+        end = self.now + ticks * TICK
+        while self._events and self._events[0][0] <= end:
+            self.step()
+        self.now = max(self.now, end)
+
+    def run_until(self, predicate, ticks):
+        """Step until predicate() holds; False if it did not within `ticks` ticks."""
+        end = self.now + ticks * TICK
+        while not predicate():
+            if not self._events or self._events[0][0] > end:
+                return False
+            self.step()
+        return True
+
+    def call(self, sid, fn, *args):
+        """Feed an event to a server's core from outside the loop (tests)."""
+        try:
+            return fn(*args)
+        except Crashed:
+            return None
+        except Violation as e:
+            raise Violation(self.report(str(e))) from None
+
+    def report(self, message):
+        lines = [f"{message}",
+                 f"seed={self.seed} n={self.n} t={self.now}; replay with: "
+                 f"NK_SIM_SEED={self.seed} NK_SIM_SIZE={self.n} pytest tests/sim -k replay",
+                 "last events:"]
+        lines += [f"  t={t} {text}" for t, text in self.trace]
+        return "\n".join(lines)
+
+    def _note(self, text):
+        self.trace.append((self.now, text))
+
+    # -- servers ---------------------------------------------------------------
+
+    def restart(self, sid):
+        """Start sid from what its disk holds (an empty disk for a new server)."""
+        s = self.servers[sid]
+        assert not s.up
+        d = s.disk
+        s.peer = Peer(sid, self.members, d.accepted, d.current, list(d.log), self.limits)
+        s.applied = []
+        s.leader = None
+        self._note(f"s{sid} starts: epochs {d.accepted}/{d.current}, "
+                   f"last {fmt(d.log[-1][0]) if d.log else '0:0'}")
+        self.last_fault = self.now
+        self.run(sid, s.peer.start())
+
+    def crash(self, sid):
+        """sid loses its memory and its unwritten Persists; all its links reset."""
+        s = self.servers[sid]
+        if not s.up:
+            return
+        self._note(f"s{sid} CRASHES")
+        self.stats["crashes"] += 1
+        s.peer = None
+        s.incarnation += 1
+        s.disk.queue.clear()
+        s.notices.clear()
+        s.disk_busy = False
+        s.applied = []
+        for other in self.members:
+            if other != sid:
+                self.unnoticed.pop((sid, other), None)
+                self._reset(sid, other)
+        self.last_fault = self.now
+
+    def run(self, sid, actions):
+        """Carry out a server's actions in order, as its shell would."""
+        s = self.servers[sid]
+        for action in actions:
+            self._do(s, action)
+            if self._crash_now(sid, action):
+                self.crash(sid)
+                raise Crashed()
+
+    def _crash_now(self, sid, action):
+        for hook in self.crash_hooks:
+            if hook(sid, action):
+                return True
+        if not self.crash_rate or self.now >= self.storm_until:
+            return False
+        rate = self.crash_rate
+        if isinstance(action, DURABLE_ACTIONS) or (
+                isinstance(action, act.Send) and isinstance(action.message, SYNC_MESSAGES)):
+            rate *= 20
+        return self.rng.random() < rate
+
+    def _do(self, s, a):
+        sid = s.sid
+        if isinstance(a, act.Send):
+            self._send(sid, a.to, a.message)
+        elif isinstance(a, act.Persist):
+            s.disk.queue.append(a)
+            if not s.disk_busy:
+                s.disk_busy = True
+                self._at(self._disk_delay(), self._disk_write, sid, s.incarnation)
+        elif isinstance(a, act.Truncate):
+            self._flush(s)
+            self._check_removal(s, [e for e in s.disk.log if e[0] > a.zxid], f"Truncate({fmt(a.zxid)})")
+            if s.applied and s.applied[-1][0] > a.zxid:
+                raise Violation(f"s{sid}: Truncate({fmt(a.zxid)}) below applied {fmt(s.applied[-1][0])}")
+            s.disk.truncate(a.zxid)
+            s.received.append(("Truncate", a.zxid))
+            self.stats["truncs"] += 1
+            self._note(f"s{sid} truncates after {fmt(a.zxid)}")
+        elif isinstance(a, act.ReplaceLog):
+            self._flush(s)
+            kept = set(a.entries)
+            self._check_removal(s, [e for e in s.disk.log if e not in kept], "ReplaceLog")
+            s.disk.replace(a.entries)
+            s.received.append(("ReplaceLog", len(a.entries)))
+            self.stats["snaps"] += 1
+            self._note(f"s{sid} replaces its log ({len(a.entries)} entries)")
+        elif isinstance(a, act.SaveEpochs):
+            self._flush(s)
+            d = s.disk
+            if a.accepted_epoch < d.accepted or a.current_epoch < d.current \
+                    or a.current_epoch > a.accepted_epoch:
+                raise Violation(f"s{sid}: epochs {d.accepted}/{d.current} -> "
+                                f"{a.accepted_epoch}/{a.current_epoch}")
+            d.accepted, d.current = a.accepted_epoch, a.current_epoch
+        elif isinstance(a, act.Apply):
+            self._apply(s, a.entries)
+        elif isinstance(a, act.ResetState):
+            s.applied = []
+        elif isinstance(a, act.RoleChanged):
+            self._role_changed(s, a)
+        elif isinstance(a, act.ProposeForwarded):
+            self._propose(sid, a.payload)
+        elif isinstance(a, act.SyncDone):
+            asked = self.syncs.pop(a.id, None)
+            if asked is None or asked[:2] != (sid, s.incarnation):
+                raise Violation(f"s{sid}: SyncDone for a sync it was not asked: {a}")
+            if a.zxid < asked[2]:
+                raise Violation(f"s{sid}: sync answered {fmt(a.zxid)}, below {fmt(asked[2])} "
+                                f"already applied when it was asked")
+        elif isinstance(a, act.SessionsAlive):
+            pass
+        else:
+            raise Violation(f"s{sid}: unknown action {a!r}")
+
+    # -- invariants checked as actions happen ------------------------------------
+
+    def _apply(self, s, entries):
+        """Invariant 2: every server applies a prefix of one history. The first
+        time an entry is applied anywhere it must be on a quorum of disks (3)."""
+        for zxid, payload in entries:
+            i = len(s.applied)
+            entry = (zxid, payload)
+            if s.disk.index.get(zxid) != payload:
+                raise Violation(f"s{s.sid} applies {fmt(zxid)} that is not on its own disk")
+            if i < len(self.history):
+                if self.history[i] != entry:
+                    raise Violation(f"s{s.sid} applies {fmt(zxid)}={payload!r} as entry #{i}, "
+                                    f"history has {fmt(self.history[i][0])}={self.history[i][1]!r}")
+            elif i == len(self.history):
+                self.history.append(entry)
+                self._check_on_quorum(entry)
+            else:
+                raise Violation(f"s{s.sid} applies entry #{i} but history has {len(self.history)}")
+            s.applied.append(entry)
+            w = self.writes.get(payload)
+            if w is not None and w.acked is None and w.sid == s.sid and w.incarnation == s.incarnation:
+                w.acked = self.now
+                self.stats["acked"] += 1
+
+    def _check_on_quorum(self, entry):
+        zxid, payload = entry
+        on = [sid for sid, s in self.servers.items() if s.disk.index.get(zxid) == payload]
+        if len(on) < self.quorum:
+            raise Violation(f"committed {fmt(zxid)}={payload!r} is on the disks of {on} only")
+
+    def _check_removal(self, s, removed, what):
+        """Invariant 5: a committed entry is never cut from any log."""
+        committed = set(self.history)
+        for entry in removed:
+            if entry in committed:
+                raise Violation(f"s{s.sid}: {what} removes committed {fmt(entry[0])}={entry[1]!r}")
+
+    def _role_changed(self, s, a):
+        """Invariant 1: one established leader per epoch."""
+        s.leader = a.leader if a.role != LOOKING else None
+        self._note(f"s{s.sid} role {('LOOKING', 'FOLLOWING', 'LEADING')[a.role]} "
+                   f"leader={a.leader} epoch={a.epoch} serving={a.serving} ({a.reason})")
+        if a.role == LEADING and a.serving:
+            self.stats["elections"] += 1
+            who = self.leaders.setdefault(a.epoch, (s.sid, s.incarnation))
+            if who != (s.sid, s.incarnation):
+                raise Violation(f"two leaders for epoch {a.epoch}: s{who[0]} and s{s.sid}")
+
+    def _proposed(self, zxid, payload):
+        """One payload per zxid, ever (a consequence of one leader per epoch)."""
+        if self.proposed.setdefault(zxid, payload) != payload:
+            raise Violation(f"zxid {fmt(zxid)} proposed twice: {self.proposed[zxid]!r} and {payload!r}")
+
+    def check_all(self):
+        """The expensive checks: every committed entry is on a quorum of disks
+        (invariant 3) and every up server's log is its disk plus its queue."""
+        for entry in self.history:
+            self._check_on_quorum(entry)
+        for s in self.servers.values():
+            if not s.up:
+                continue
+            log = list(s.disk.log)
+            for p in s.disk.queue:
+                log.extend(p.entries)
+            if log != s.peer.entries:
+                raise Violation(f"s{s.sid}: in-memory log differs from disk + queue")
+            if any(a >= b for a, b in zip(s.peer.zxids, s.peer.zxids[1:])):
+                raise Violation(f"s{s.sid}: log zxids do not increase")
+
+    # -- the network -------------------------------------------------------------
+
+    @staticmethod
+    def _pair(a, b):
+        return (a, b) if a < b else (b, a)
+
+    def _send(self, frm, to, message):
+        pair = self._pair(frm, to)
+        if (frm, to) in self.unnoticed or pair in self.cut or not self.servers[to].up:
+            return  # frm writes into a connection that is gone
+        session = self.session.get(pair, 0)
+        if isinstance(message, Vote):
+            # Votes may be reordered and duplicated: no FIFO for them.
+            copies = 2 if self.rng.random() < 0.1 else 1
+            for _ in range(copies):
+                self._at(self._net_delay(), self._deliver, frm, to, message, session)
+            return
+        when = max(self.now + self._net_delay(), self.arrival.get((frm, to), 0))
+        self.arrival[(frm, to)] = when
+        self._at(when - self.now, self._deliver, frm, to, message, session)
+
+    def _deliver(self, frm, to, message, session):
+        s = self.servers[to]
+        if session != self.session.get(self._pair(frm, to), 0) or not s.up:
+            return
+        if (to, frm) in self.unnoticed:
+            # A new connection from frm: to's shell drops the old one first.
+            self._notice(to, frm, s.incarnation)
+        self._note(f"s{frm}->s{to} {message}")
+        if isinstance(message, SYNC_MESSAGES[:3]):
+            s.received.append((type(message).__name__, message))
+        self.run(to, s.peer.receive(frm, message))
+
+    def _reset(self, a, b):
+        """Drop what is in flight between a and b; each end hears of it later."""
+        pair = self._pair(a, b)
+        self.session[pair] = self.session.get(pair, 0) + 1
+        for x, y in ((a, b), (b, a)):
+            s = self.servers[x]
+            if s.up:
+                self.unnoticed[(x, y)] = s.incarnation
+                self._at(self.rng.randint(1, 5), self._notice, x, y, s.incarnation)
+
+    def _notice(self, x, y, incarnation):
+        s = self.servers[x]
+        if self.unnoticed.get((x, y)) != incarnation or s.incarnation != incarnation:
+            return
+        del self.unnoticed[(x, y)]
+        self._note(f"s{x} hears its link to s{y} broke")
+        self.run(x, s.peer.disconnected(y))
+
+    def reset_link(self, a, b):
+        self._note(f"link s{a}-s{b} resets")
+        self.stats["resets"] += 1
+        self.last_fault = self.now
+        self._reset(a, b)
+
+    def partition(self, *groups):
+        """Cut every link between different groups until heal()."""
+        side = {sid: i for i, g in enumerate(groups) for sid in g}
+        self._note(f"partition {groups}")
+        self.stats["partitions"] += 1
+        for a, b in itertools.combinations(self.members, 2):
+            if side.get(a, -1) != side.get(b, -2):
+                self.cut_link(a, b)
+
+    def cut_link(self, a, b):
+        pair = self._pair(a, b)
+        if pair not in self.cut:
+            self.cut.add(pair)
+            self._reset(a, b)
+        self.last_fault = self.now
+
+    def heal(self):
+        if self.cut:
+            self._note("heal")
+            self.cut.clear()
+            self.last_fault = self.now
+
+    def _net_delay(self):
+        r = self.rng.random()
+        return self.rng.randint(1, 4) if r < 0.95 else self.rng.randint(5, 3 * TICK)
+
+    # -- the disks -----------------------------------------------------------------
+
+    def _disk_delay(self):
+        return self.rng.randint(1, 8) if self.rng.random() < 0.9 else self.rng.randint(9, 4 * TICK)
+
+    def _write(self, s, persist):
+        s.disk.append(persist.entries, f"s{s.sid}")
+        s.notices.append((persist.upto, persist.generation))
+
+    def _disk_write(self, sid, incarnation):
+        """Group commit: write some of the queued Persists, then report them."""
+        s = self.servers[sid]
+        if s.incarnation != incarnation:
+            return
+        s.disk_busy = False
+        if s.disk.queue:
+            for _ in range(self.rng.randint(1, len(s.disk.queue))):
+                self._write(s, s.disk.queue.popleft())
+        if s.disk.queue:
+            s.disk_busy = True
+            self._at(self._disk_delay(), self._disk_write, sid, incarnation)
+        self._report_logged(sid, incarnation)
+
+    def _flush(self, s):
+        """A synchronous operation waits for every queued write before it."""
+        while s.disk.queue:
+            self._write(s, s.disk.queue.popleft())
+        if s.notices:
+            self._at(self.rng.randint(0, 2), self._report_logged, s.sid, s.incarnation)
+
+    def _report_logged(self, sid, incarnation):
+        s = self.servers[sid]
+        while s.notices and s.incarnation == incarnation:
+            upto, generation = s.notices.popleft()
+            self.run(sid, s.peer.logged(upto, generation))
+
+    # -- clients -------------------------------------------------------------------
+
+    def write(self, sid):
+        """A client submits a write to sid, if sid serves; returns its payload."""
+        s = self.servers[sid]
+        if not s.serving:
+            return None
+        self.stats["writes"] += 1
+        payload = b"w%d" % self.stats["writes"]
+        self.writes[payload] = Write(sid, s.incarnation, self.now)
+        self._note(f"client writes {payload!r} at s{sid}")
+        if s.peer.role == LEADING:
+            self.call(sid, self._propose, sid, payload)
+        else:
+            self.call(sid, lambda: self.run(sid, s.peer.forward(payload)))
+        return payload
+
+    def _propose(self, sid, payload):
+        def stamp(zxid):
+            self._proposed(zxid, payload)
+            return payload
+
+        _zxid, actions = self.servers[sid].peer.propose(stamp)
+        self.run(sid, actions)
+
+    def sync(self, sid):
+        s = self.servers[sid]
+        if not s.serving:
+            return
+        sync_id = next(self._seq)
+        self.syncs[sync_id] = (sid, s.incarnation, s.applied[-1][0] if s.applied else 0)
+        self.call(sid, lambda: self.run(sid, s.peer.sync(sync_id)))
+
+    # -- time, chaos and liveness ------------------------------------------------------
+
+    def _tick(self, sid):
+        self._at(TICK, self._tick, sid)
+        s = self.servers[sid]
+        if s.up:
+            self.run(sid, s.peer.tick())
+
+    def _chaos(self):
+        """Alternate storms (faults of every kind) with calm spells (writes only)."""
+        if not self.chaos:
+            return
+        rng = self.rng
+        self._at(rng.randint(1, 2 * TICK), self._chaos)
+        if self.now >= self.storm_until and rng.random() < 0.02:
+            self.storm_until = self.now + rng.randint(5, 40) * TICK
+            self.crash_rate = rng.choice((0.0, 0.001, 0.005))
+        up = [sid for sid in self.members if self.servers[sid].up]
+        down = [sid for sid in self.members if not self.servers[sid].up]
+        r = rng.random()
+        if r < 0.5 or self.now >= self.storm_until:
+            if r < 0.05 and up:
+                self.sync(rng.choice(up))
+            elif r < 0.1 and up:
+                sid = rng.choice(up)
+                self.servers[sid].peer.touch_sessions((sid * 100 + rng.randint(0, 3),))
+            else:
+                for _ in range(rng.choice((1, 1, 1, 2, 5))):
+                    serving = [sid for sid in up if self.servers[sid].serving]
+                    if serving:
+                        self.write(rng.choice(serving))
+        elif r < 0.62 and down:
+            self.restart(rng.choice(down))
+        elif r < 0.72 and up:
+            self.crash(rng.choice(up))
+        elif r < 0.85:
+            self.reset_link(*rng.sample(self.members, 2))
+        elif r < 0.92:
+            if self.cut:
+                self.heal()
+            else:
+                members = list(self.members)
+                rng.shuffle(members)
+                k = rng.randint(1, self.n - 1)
+                self.partition(members[:k], members[k:])
+        else:
+            self.cut_link(*rng.sample(self.members, 2))
+
+    def connected_quorum(self):
+        """Some quorum of up servers with no cut link among them."""
+        up = [sid for sid in self.members if self.servers[sid].up]
+        for size in range(len(up), self.quorum - 1, -1):
+            for group in itertools.combinations(up, size):
+                if not any(self._pair(a, b) in self.cut for a, b in itertools.combinations(group, 2)):
+                    return group
+        return None
+
+    def serving_leader(self):
+        """The leader that serves with a quorum of serving followers, or None."""
+        for sid, s in self.servers.items():
+            if s.serving and s.peer.role == LEADING:
+                followers = [f for f, x in self.servers.items()
+                             if x.serving and x.peer.role == FOLLOWING and x.leader == sid]
+                if 1 + len(followers) >= self.quorum:
+                    return sid
+        return None
+
+    def _monitor(self):
+        """Invariant 6: after a long enough calm with a connected quorum up,
+        some leader serves with a quorum behind it."""
+        self._at(TICK, self._monitor)
+        if self.now // TICK % 10 == 0:
+            self.check_all()
+        if self.now - self.last_fault < self.calm_bound * TICK or self.now < self.storm_until:
+            return
+        if self.connected_quorum() and self.serving_leader() is None:
+            raise Violation(f"no serving leader after {(self.now - self.last_fault) // TICK} calm "
+                            f"ticks with {self.connected_quorum()} up and connected")
+
+    def converged(self):
+        """All servers up and serving one leader, every log fully applied everywhere."""
+        leader = self.serving_leader()
+        if leader is None:
+            return False
+        entries = self.servers[leader].peer.entries
+        for s in self.servers.values():
+            if not s.serving or (s.sid != leader and s.leader != leader):
+                return False
+            if len(s.applied) != len(entries) or s.applied != entries or s.peer.entries != entries:
+                return False
+        return True
+
+    def settle(self, bound=300):
+        """End of a run: heal, restart everyone, and insist the ensemble
+        converges within `bound` ticks (liveness), losing no acknowledged write."""
+        self.chaos = False
+        self.crash_hooks = []
+        self.crash_rate = 0.0
+        self.storm_until = 0
+        self.heal()
+        for sid in self.members:
+            if not self.servers[sid].up:
+                self.restart(sid)
+        start = self.now
+        if not self.run_until(self.converged, bound):
+            roles = {sid: (s.peer.role, s.leader, s.serving, len(s.applied), len(s.peer.entries))
+                     for sid, s in self.servers.items()}
+            raise Violation(self.report(f"no convergence within {bound} ticks after healing: "
+                                        f"(role, leader, serving, applied, log) = {roles}"))
+        try:
+            self.check_all()
+            self.check_writes()
+        except Violation as e:
+            raise Violation(self.report(str(e))) from None
+        return (self.now - start) // TICK
+
+    def check_writes(self):
+        """Invariant 4: every acknowledged write is in the final history, and a
+        write submitted after another was acknowledged comes after it."""
+        final = self.servers[self.serving_leader()].applied
+        if self.history != final[:len(self.history)]:
+            raise Violation("the final history does not extend the committed one")
+        position = {payload: i for i, (_zxid, payload) in enumerate(final)}
+        lost = [p for p, w in self.writes.items() if w.acked is not None and p not in position]
+        if lost:
+            raise Violation(f"acknowledged writes lost: {lost}")
+        order = sorted((position[p], w) for p, w in self.writes.items() if p in position)
+        earliest_ack_after = None  # min ack time over writes later in the history
+        for _pos, w in reversed(order):
+            if earliest_ack_after is not None and earliest_ack_after < w.submitted:
+                raise Violation("a write precedes, in the history, one acknowledged before it was submitted")
+            if w.acked is not None:
+                earliest_ack_after = w.acked if earliest_ack_after is None else min(earliest_ack_after, w.acked)
