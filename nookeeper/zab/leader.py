@@ -57,7 +57,6 @@ class LeaderRole:
         self.phase_start = 0
         self.followers = {}
         self.infos = {peer.sid: peer.accepted_epoch}
-        self.own_history = (peer.current_epoch, peer.last_zxid)
         self.counter = 0
         self.newleader_zxid = None
         self.sync_sent = set()
@@ -104,7 +103,9 @@ class LeaderRole:
         if follower is None or message.epoch != self.epoch or follower.history is not None:
             return
         follower.history = (message.current_epoch, message.last_zxid)
-        if follower.history > self.own_history:
+        # Our history as it is now: once we sync, a follower we synced before
+        # has our epoch as its current one and is not ahead of us.
+        if follower.history > (self.peer.current_epoch, self.peer.last_zxid):
             self._step_down("a follower has a more recent history")
             return
         if self.phase == DISCOVERY:

@@ -28,7 +28,7 @@ that no acknowledged write was lost.
 import heapq
 import itertools
 import random
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from nookeeper.zab import actions as act
@@ -58,6 +58,31 @@ class Violation(AssertionError):
 
 class Crashed(Exception):
     """Unwinds a server's action loop: it crashed between two actions."""
+
+
+@dataclass
+class Profile:
+    """How hostile a run is; each seed draws one, so runs differ in kind, not only in luck."""
+
+    net_delay: int = 4  # usual message delay is 1..net_delay
+    slow_messages: float = 0.05  # share of messages that take up to 3 ticks
+    vote_copies: float = 0.1  # share of votes delivered twice
+    disk_delay: int = 8  # usual disk write delay is 1..disk_delay
+    notice_delay: int = 5  # a reset is noticed after 1..notice_delay
+    storminess: float = 0.02  # chance per chaos event that a storm starts
+    crash_rates: tuple = (0.0, 0.001, 0.005)  # chance of a crash after each action, in storms
+    aim_at_leader: float = 0.5  # share of crashes and partitions aimed at the leader
+
+    @classmethod
+    def draw(cls, rng):
+        return cls(net_delay=rng.choice((2, 4, 4, TICK)),
+                   slow_messages=rng.choice((0.0, 0.05, 0.2)),
+                   vote_copies=rng.choice((0.0, 0.1, 0.3)),
+                   disk_delay=rng.choice((2, 8, 8, 2 * TICK)),
+                   notice_delay=rng.choice((5, 5, 2 * TICK)),
+                   storminess=rng.choice((0.01, 0.02, 0.05)),
+                   crash_rates=rng.choice(((0.0, 0.001, 0.005), (0.002, 0.01))),
+                   aim_at_leader=rng.choice((0.2, 0.5, 0.8)))
 
 
 @dataclass
@@ -134,6 +159,7 @@ class Cluster:
         self.seed = seed
         self.n = n
         self.rng = random.Random(seed)
+        self.profile = Profile.draw(self.rng) if chaos else Profile()
         self.limits = limits
         self.members = tuple(range(1, n + 1))
         self.quorum = n // 2 + 1
@@ -154,8 +180,9 @@ class Cluster:
         self.syncs = {}  # id -> (sid, incarnation, applied zxid when asked)
         self.crash_hooks = []  # f(sid, action) -> bool: crash sid right after that action
         self.trace = deque(maxlen=60)
+        self.reasons = Counter()  # why roles changed, to see what a run exercised
         self.stats = dict(events=0, crashes=0, resets=0, partitions=0, writes=0, acked=0,
-                          elections=0, truncs=0, snaps=0)
+                          elections=0, truncs=0, snaps=0, slowest_recovery=0)
         # chaos
         self.chaos = chaos
         self.calm_bound = calm_bound  # ticks of calm with a connected quorum before a leader must serve
@@ -375,6 +402,7 @@ class Cluster:
     def _role_changed(self, s, a):
         """Invariant 1: one established leader per epoch."""
         s.leader = a.leader if a.role != LOOKING else None
+        self.reasons[a.reason] += 1
         self._note(f"s{s.sid} role {('LOOKING', 'FOLLOWING', 'LEADING')[a.role]} "
                    f"leader={a.leader} epoch={a.epoch} serving={a.serving} ({a.reason})")
         if a.role == LEADING and a.serving:
@@ -417,7 +445,7 @@ class Cluster:
         session = self.session.get(pair, 0)
         if isinstance(message, Vote):
             # Votes may be reordered and duplicated: no FIFO for them.
-            copies = 2 if self.rng.random() < 0.1 else 1
+            copies = 2 if self.rng.random() < self.profile.vote_copies else 1
             for _ in range(copies):
                 self._at(self._net_delay(), self._deliver, frm, to, message, session)
             return
@@ -445,7 +473,8 @@ class Cluster:
             s = self.servers[x]
             if s.up:
                 self.unnoticed[(x, y)] = s.incarnation
-                self._at(self.rng.randint(1, 5), self._notice, x, y, s.incarnation)
+                self._at(self.rng.randint(1, self.profile.notice_delay), self._notice, x, y,
+                         s.incarnation)
 
     def _notice(self, x, y, incarnation):
         s = self.servers[x]
@@ -484,13 +513,16 @@ class Cluster:
             self.last_fault = self.now
 
     def _net_delay(self):
-        r = self.rng.random()
-        return self.rng.randint(1, 4) if r < 0.95 else self.rng.randint(5, 3 * TICK)
+        if self.rng.random() < self.profile.slow_messages:
+            return self.rng.randint(1, 3 * TICK)
+        return self.rng.randint(1, self.profile.net_delay)
 
     # -- the disks -----------------------------------------------------------------
 
     def _disk_delay(self):
-        return self.rng.randint(1, 8) if self.rng.random() < 0.9 else self.rng.randint(9, 4 * TICK)
+        if self.rng.random() < 0.05:
+            return self.rng.randint(1, 4 * TICK)
+        return self.rng.randint(1, self.profile.disk_delay)
 
     def _write(self, s, persist):
         s.disk.append(persist.entries, f"s{s.sid}")
@@ -570,9 +602,9 @@ class Cluster:
             return
         rng = self.rng
         self._at(rng.randint(1, 2 * TICK), self._chaos)
-        if self.now >= self.storm_until and rng.random() < 0.02:
+        if self.now >= self.storm_until and rng.random() < self.profile.storminess:
             self.storm_until = self.now + rng.randint(5, 40) * TICK
-            self.crash_rate = rng.choice((0.0, 0.001, 0.005))
+            self.crash_rate = rng.choice(self.profile.crash_rates)
         up = [sid for sid in self.members if self.servers[sid].up]
         down = [sid for sid in self.members if not self.servers[sid].up]
         r = rng.random()
@@ -590,7 +622,7 @@ class Cluster:
         elif r < 0.62 and down:
             self.restart(rng.choice(down))
         elif r < 0.72 and up:
-            self.crash(rng.choice(up))
+            self.crash(self._victim(up))
         elif r < 0.85:
             self.reset_link(*rng.sample(self.members, 2))
         elif r < 0.92:
@@ -600,9 +632,19 @@ class Cluster:
                 members = list(self.members)
                 rng.shuffle(members)
                 k = rng.randint(1, self.n - 1)
+                leader = self._victim(self.members)
+                members.remove(leader)
+                members.insert(0, leader)  # often cut the leader off, with or without a quorum
                 self.partition(members[:k], members[k:])
         else:
             self.cut_link(*rng.sample(self.members, 2))
+
+    def _victim(self, candidates):
+        leaders = [sid for sid in candidates
+                   if self.servers[sid].up and self.servers[sid].peer.role == LEADING]
+        if leaders and self.rng.random() < self.profile.aim_at_leader:
+            return self.rng.choice(leaders)
+        return self.rng.choice(candidates)
 
     def connected_quorum(self):
         """Some quorum of up servers with no cut link among them."""
@@ -629,11 +671,15 @@ class Cluster:
         self._at(TICK, self._monitor)
         if self.now // TICK % 10 == 0:
             self.check_all()
-        if self.now - self.last_fault < self.calm_bound * TICK or self.now < self.storm_until:
+        if self.now < self.storm_until:
             return
-        if self.connected_quorum() and self.serving_leader() is None:
-            raise Violation(f"no serving leader after {(self.now - self.last_fault) // TICK} calm "
-                            f"ticks with {self.connected_quorum()} up and connected")
+        calm = (self.now - self.last_fault) // TICK
+        if self.serving_leader() is not None:
+            self.stats["slowest_recovery"] = max(self.stats["slowest_recovery"], calm)
+            self.last_fault = -1e9  # until the next fault: recovered
+        elif calm >= self.calm_bound and self.connected_quorum():
+            raise Violation(f"no serving leader after {calm} calm ticks with "
+                            f"{self.connected_quorum()} up and connected")
 
     def converged(self):
         """All servers up and serving one leader, every log fully applied everywhere."""
