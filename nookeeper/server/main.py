@@ -44,7 +44,7 @@ def main(argv=None):
         signal.signal(signum, lambda *_: stop.set())
     node.start()
     host, port = node.client_address
-    print(f"nookeeper server {config.server_id} ({node.mode}) serving on {host}:{port}, "
+    print(f"nookeeper server {config.server_id}: client port {host}:{port}, "
           f"data in {config.data_dir}", flush=True)
     stop.wait()
     logging.getLogger("nookeeper.node").info("stopping on signal")
