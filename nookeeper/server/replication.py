@@ -30,6 +30,7 @@ ROLE_NAMES = {LOOKING: "looking", FOLLOWING: "follower", LEADING: "leader"}
 META_ACCEPTED = "acceptedEpoch"
 META_CURRENT = "currentEpoch"
 _STOP = object()
+ELECTION_TICK_S = 0.1
 
 
 class Replication:
@@ -105,8 +106,12 @@ class Replication:
         self._events.put(("logged", zxid, generation))
 
     def _tick_loop(self):
-        interval = self.node.config.tick_ms / 1000.0
-        while not self._stopping.wait(interval):
+        """Elections only resend votes and wait out a better one on ticks, so
+        while looking a tick is short (as ZooKeeper's 200 ms finalize wait);
+        the leader's and followers' limits count ticks of tick_ms."""
+        normal = self.node.config.tick_ms / 1000.0
+        looking = min(normal, ELECTION_TICK_S)
+        while not self._stopping.wait(looking if self.role == LOOKING else normal):
             self._events.put(("tick",))
 
     def submit(self, session, cxid, txn_type, ids, request, done=None):

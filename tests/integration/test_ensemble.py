@@ -171,3 +171,26 @@ def test_one_member_ensemble_is_standalone(ensemble_factory, size):
     ensemble = ensemble_factory(size=size)
     (server,) = ensemble.servers.values()
     assert server.mode() == "standalone"
+
+
+def test_leader_that_loses_its_quorum_stops_serving_within_the_sync_limit(ensemble_factory):
+    ensemble = ensemble_factory()
+    leader = ensemble.leader()
+    followers = [s for s in ensemble.servers.values() if s is not leader]
+    zk = client(leader.hosts)
+    for follower in followers:
+        follower.proc.send_signal(signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        wait_for(lambda: not leader.is_serving(), timeout=10, message="the leader to step down")
+        elapsed = time.monotonic() - stopped
+        # sync_limit 5 ticks of 100 ms, plus a tick of detection and scheduling slack.
+        assert elapsed < 2.0, elapsed
+        wait_for(lambda: zk.state != KazooState.CONNECTED, timeout=10, message="client cut off")
+    finally:
+        for follower in followers:
+            follower.proc.send_signal(signal.SIGCONT)
+    ensemble.leader(timeout=30)
+    wait_for(lambda: zk.state == KazooState.CONNECTED, timeout=30, message="client back")
+    zk.create("/after-heal")
+    close(zk)
