@@ -82,6 +82,7 @@ class Connection:
         self.timeout_ms = 0
         self.ids = [("ip", address[0])]
         self.closed = False
+        self.closing_session = False
         self._outbound = queue.SimpleQueue()
         self._order_lock = threading.Lock()
         self._pending = collections.deque()
@@ -186,6 +187,7 @@ class Connection:
         elif opcode in WRITES:
             self._write(xid, opcode, body, received)
         elif opcode == CLOSE_SESSION:
+            self.closing_session = True
             self.node.begin_close(self.session_id)
             self._ordered(self._write_item(xid, opcode, None, received, close_after=True))
         elif opcode == OpCode.SYNC:

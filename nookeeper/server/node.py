@@ -117,6 +117,10 @@ class ServerNode:
         elif txn.type == CLOSE_SESSION:
             with self._lock:
                 self.sessions.forget(txn.session)
+                conn = self._bound.get(txn.session)
+            if conn is not None and not conn.closing_session:
+                # Expired by the leader: the client hears nothing, as with ZooKeeper.
+                conn.close(flush=False)
             log.info("session %#x closed at zxid %#x", txn.session, txn.zxid)
         return outcome
 
@@ -284,11 +288,4 @@ class ServerNode:
             for session_id in expired:
                 log.info("session %#x expired (timeout %sms)", session_id,
                          self.session_timeout(session_id))
-                self.submit_write(session_id, 0, CLOSE_SESSION, (), None,
-                                  done=self._drop_expired_connection)
-
-    def _drop_expired_connection(self, txn, outcome):
-        with self._lock:
-            conn = self._bound.pop(txn.session, None)
-        if conn is not None:
-            conn.close(flush=False)
+                self.submit_write(session_id, 0, CLOSE_SESSION, (), None)

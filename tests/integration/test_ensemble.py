@@ -194,3 +194,23 @@ def test_leader_that_loses_its_quorum_stops_serving_within_the_sync_limit(ensemb
     wait_for(lambda: zk.state == KazooState.CONNECTED, timeout=30, message="client back")
     zk.create("/after-heal")
     close(zk)
+
+
+def test_session_expired_by_the_leader_is_cut_off_on_a_follower(ensemble_factory):
+    ensemble = ensemble_factory()
+    follower = ensemble.followers()[0]
+    frozen = ClientProcess(follower.hosts, "ephemeral", "/short-lived", timeout=1.0)
+    try:
+        frozen.wait_ready()
+        watcher = client(ensemble.leader().hosts)
+        gone = threading.Event()
+        assert watcher.exists("/short-lived", watch=lambda event: gone.set()) is not None
+        frozen.freeze()
+        assert gone.wait(15), "the leader did not expire the silent session"
+        wait_for(lambda: "/short-lived" not in follower.command("dump"), timeout=10,
+                 message="the follower to drop the expired session's ephemeral")
+        wait_for(lambda: "sid=" not in follower.command("cons"), timeout=10,
+                 message="the follower to close the expired client's connection")
+        close(watcher)
+    finally:
+        frozen.kill()
