@@ -25,6 +25,18 @@ def server_factory(tmp_path):
 
 
 @pytest.fixture
+def zk(server):
+    """A started kazoo client on the server fixture's server."""
+    from kazoo.client import KazooClient
+
+    client = KazooClient(hosts=server.hosts, timeout=10)
+    client.start(timeout=10)
+    yield client
+    client.stop()
+    client.close()
+
+
+@pytest.fixture
 def server(server_factory, request):
     srv = server_factory()
     yield srv

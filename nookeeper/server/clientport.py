@@ -15,7 +15,7 @@ import threading
 from nookeeper.errors import ZooKeeperError
 from nookeeper.server.connection import Connection
 from nookeeper.server.fourletter import FOUR_LETTER_CODES, run_four_letter_word
-from nookeeper.wire.client import decode_connect_request, decode_request_header, encode_connect_response
+from nookeeper.wire.client import decode_connect_request, decode_request_header
 
 log = logging.getLogger("nookeeper.clientport")
 

@@ -24,7 +24,6 @@ from nookeeper.tree import DataTree
 from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION
 from nookeeper.wal import WriteAheadLog
 from nookeeper.wire.client import encode_connect_response
-from nookeeper.zab.zxid import epoch_of
 
 log = logging.getLogger("nookeeper.node")
 

@@ -73,9 +73,10 @@ class Replication:
         self.writer.start()
         if self.peers is not None:
             self.peers.start()
-        for target, name in ((self._event_loop, "zab"), (self._apply_loop, "apply"),
-                             (self._tick_loop, "ticker")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        for target, name in ((self._events_until_stopped, "zab"),
+                             (self._apply_until_stopped, "apply"), (self._tick_loop, "ticker")):
+            thread = threading.Thread(target=self._fatal_on_error, args=(target, name),
+                                      name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         self._events.put(("start",))
@@ -87,6 +88,14 @@ class Replication:
         if self.peers is not None:
             self.peers.stop()
         self.writer.stop()
+
+    def _fatal_on_error(self, target, name):
+        """A dead ZAB or apply thread would leave a zombie server: stop the process."""
+        try:
+            target()
+        except Exception as exc:
+            log.exception("%s thread failed", name)
+            self.node.fatal(f"{name} thread failed: {exc!r}")
 
     @property
     def mode(self):
@@ -131,13 +140,6 @@ class Replication:
         self._events.put(("touch", session_id))
 
     # -- the ZAB thread -------------------------------------------------------
-
-    def _event_loop(self):
-        try:
-            self._events_until_stopped()
-        except Exception as exc:
-            log.exception("ZAB thread failed")
-            self.node.fatal(f"ZAB thread failed: {exc!r}")
 
     def _events_until_stopped(self):
         core = self.core
@@ -237,13 +239,6 @@ class Replication:
             self._applies.put(("serving", action.role == LEADING))
 
     # -- the apply thread -----------------------------------------------------
-
-    def _apply_loop(self):
-        try:
-            self._apply_until_stopped()
-        except Exception as exc:
-            log.exception("apply thread failed")
-            self.node.fatal(f"apply thread failed: {exc!r}")
 
     def _apply_until_stopped(self):
         node = self.node

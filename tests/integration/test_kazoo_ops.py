@@ -22,15 +22,6 @@ from kazoo.security import ACL, Id, make_digest_acl, Permissions, OPEN_ACL_UNSAF
 from harness import ClientProcess, wait_for
 
 
-@pytest.fixture
-def zk(server):
-    client = KazooClient(hosts=server.hosts, timeout=10)
-    client.start(timeout=10)
-    yield client
-    client.stop()
-    client.close()
-
-
 def connect(server, **kwargs):
     client = KazooClient(hosts=server.hosts, timeout=kwargs.pop("timeout", 10), **kwargs)
     client.start(timeout=10)

@@ -1,18 +1,7 @@
 """kazoo's recipes across client processes against one nookeeper server."""
 
-import pytest
-from kazoo.client import KazooClient
 
 from harness import ClientProcess, wait_for
-
-
-@pytest.fixture
-def zk(server):
-    client = KazooClient(hosts=server.hosts, timeout=10)
-    client.start(timeout=10)
-    yield client
-    client.stop()
-    client.close()
 
 
 def test_lock_gives_mutual_exclusion_across_processes(server, zk):
