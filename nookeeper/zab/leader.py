@@ -160,6 +160,8 @@ class LeaderRole:
         follower.acked = max(follower.acked, message.zxid)
         if self.phase == BROADCAST:
             self.peer.send(frm, UpToDate(self.epoch, self.peer.commit_zxid))
+            # It may complete a quorum for proposals it got with its DIFF.
+            self._advance_commit()
         else:
             self._maybe_establish()
 

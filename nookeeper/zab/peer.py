@@ -223,6 +223,12 @@ class Peer:
             self._send_all(sends)
             if decided is not None:
                 self._decided(decided)
+        elif vote.state == LOOKING and self.role == FOLLOWING and frm == self.leader \
+                and vote.round > self.round:
+            # Our leader looks again, in a round after the one that made it
+            # leader: it stepped down, and its links stay open to tell us.
+            self.look("the leader is looking again")
+            self._on_vote(frm, vote)
         elif vote.state == LOOKING:
             # Tell a looking server who leads, so it can join.
             epoch = getattr(self.state, "epoch", None) or self.current_epoch

@@ -10,10 +10,11 @@ The model is the contract the core assumes (see nookeeper/zab/peer.py and
 actions.py):
 
 * Links are FIFO per direction (TCP). A reset drops what is in flight both
-  ways and each end later hears `disconnected`; what an end sends before it
-  has heard that is lost, and a message on the new connection is never
-  delivered before the receiver has heard about the old one. Votes alone may
-  also be duplicated and reordered (the core must take that).
+  ways and each end later hears `disconnected`. What an end sends before it
+  has heard that is lost, or (in half the runs) goes on the new connection;
+  a message on the new connection is never delivered before the receiver
+  has heard about the old one. Votes alone may also be duplicated and
+  reordered (the core must take that).
 * The disk is a FIFO queue: Persists are written later, several at a time
   (group commit), then reported with `logged`; Truncate, ReplaceLog and
   SaveEpochs first wait for what is queued, then are durable at once.
@@ -72,6 +73,7 @@ class Profile:
     storminess: float = 0.02  # chance per chaos event that a storm starts
     crash_rates: tuple = (0.0, 0.001, 0.005)  # chance of a crash after each action, in storms
     aim_at_leader: float = 0.5  # share of crashes and partitions aimed at the leader
+    leaky_resets: bool = False  # what is sent before a reset is noticed goes on the new connection
 
     @classmethod
     def draw(cls, rng):
@@ -82,7 +84,8 @@ class Profile:
                    notice_delay=rng.choice((5, 5, 2 * TICK)),
                    storminess=rng.choice((0.01, 0.02, 0.05)),
                    crash_rates=rng.choice(((0.0, 0.001, 0.005), (0.002, 0.01))),
-                   aim_at_leader=rng.choice((0.2, 0.5, 0.8)))
+                   aim_at_leader=rng.choice((0.2, 0.5, 0.8)),
+                   leaky_resets=rng.random() < 0.5)
 
 
 @dataclass
@@ -92,7 +95,7 @@ class Write:
     sid: int
     incarnation: int
     submitted: int
-    acked: int = None
+    acked: int = None  # time, once the client heard back
 
 
 class Disk:
@@ -154,7 +157,7 @@ class Cluster:
     unless a test asks for it (the scenario tests).
     """
 
-    def __init__(self, seed, n=3, limits=Limits(), chaos=True, calm_bound=80,
+    def __init__(self, seed, n=3, limits=Limits(), chaos=True, calm_bound=60,
                  start=True):
         self.seed = seed
         self.n = n
@@ -179,17 +182,22 @@ class Cluster:
         self.writes = {}  # payload -> Write
         self.syncs = {}  # id -> (sid, incarnation, applied zxid when asked)
         self.crash_hooks = []  # f(sid, action) -> bool: crash sid right after that action
+        self.disk_delay = {}  # sid -> fixed write delay, for tests that need a slow disk
         self.trace = deque(maxlen=60)
         self.reasons = Counter()  # why roles changed, to see what a run exercised
         self.stats = dict(events=0, crashes=0, resets=0, partitions=0, writes=0, acked=0,
-                          elections=0, truncs=0, snaps=0, slowest_recovery=0)
+                          elections=0, truncs=0, snaps=0, slowest_recovery=0,
+                          crashes_mid_actions=0)
         # chaos
         self.chaos = chaos
-        self.calm_bound = calm_bound  # ticks of calm with a connected quorum before a leader must serve
+        self.calm_bound = calm_bound  # calm ticks, a quorum connected, before a leader must serve
         self.last_fault = 0
         self.leaderless_since = None
         self.storm_until = 0
         self.crash_rate = 0.0
+        # Clocks drift: with chaos, a server's tick comes every TICK-1..TICK+1 units.
+        self.tick_period = {sid: TICK + (self.rng.randint(-1, 1) if chaos else 0)
+                            for sid in self.members}
         for sid in self.members:
             self._at(self.rng.randint(1, TICK), self._tick, sid)
         if chaos:
@@ -233,8 +241,8 @@ class Cluster:
             self.step()
         return True
 
-    def call(self, sid, fn, *args):
-        """Feed an event to a server's core from outside the loop (tests)."""
+    def _guarded(self, fn, *args):
+        """Run fn as the event loop would: a crash ends it, a violation is reported."""
         try:
             return fn(*args)
         except Crashed:
@@ -243,20 +251,29 @@ class Cluster:
             raise Violation(self.report(str(e))) from None
 
     def report(self, message):
+        """The message, how to replay this run, and what happened last."""
+        if "replay with:" in message:
+            return message
         lines = [f"{message}",
                  f"seed={self.seed} n={self.n} t={self.now}; replay with: "
                  f"NK_SIM_SEED={self.seed} NK_SIM_SIZE={self.n} pytest tests/sim -k replay",
                  "last events:"]
-        lines += [f"  t={t} {text}" for t, text in self.trace]
+        for t, *parts in self.trace:
+            text = " ".join(str(p) for p in parts)
+            lines.append(f"  t={t} {text if len(text) < 300 else text[:300] + '...'}")
         return "\n".join(lines)
 
-    def _note(self, text):
-        self.trace.append((self.now, text))
+    def _note(self, *parts):
+        """Remember an event for the failure report; formatted only if needed."""
+        self.trace.append((self.now, *parts))
 
     # -- servers ---------------------------------------------------------------
 
     def restart(self, sid):
         """Start sid from what its disk holds (an empty disk for a new server)."""
+        self._guarded(self._start, sid)
+
+    def _start(self, sid):
         s = self.servers[sid]
         assert not s.up
         d = s.disk
@@ -293,6 +310,7 @@ class Cluster:
         for action in actions:
             self._do(s, action)
             if self._crash_now(sid, action):
+                self.stats["crashes_mid_actions"] += 1
                 self.crash(sid)
                 raise Crashed()
 
@@ -316,12 +334,13 @@ class Cluster:
             s.disk.queue.append(a)
             if not s.disk_busy:
                 s.disk_busy = True
-                self._at(self._disk_delay(), self._disk_write, sid, s.incarnation)
+                self._at(self._disk_delay(sid), self._disk_write, sid, s.incarnation)
         elif isinstance(a, act.Truncate):
             self._flush(s)
-            self._check_removal(s, [e for e in s.disk.log if e[0] > a.zxid], f"Truncate({fmt(a.zxid)})")
+            what = f"Truncate({fmt(a.zxid)})"
+            self._check_removal(s, [e for e in s.disk.log if e[0] > a.zxid], what)
             if s.applied and s.applied[-1][0] > a.zxid:
-                raise Violation(f"s{sid}: Truncate({fmt(a.zxid)}) below applied {fmt(s.applied[-1][0])}")
+                raise Violation(f"s{sid}: {what} below applied {fmt(s.applied[-1][0])}")
             s.disk.truncate(a.zxid)
             s.received.append(("Truncate", a.zxid))
             self.stats["truncs"] += 1
@@ -383,8 +402,8 @@ class Cluster:
                 raise Violation(f"s{s.sid} applies entry #{i} but history has {len(self.history)}")
             s.applied.append(entry)
             w = self.writes.get(payload)
-            if w is not None and w.acked is None and w.sid == s.sid and w.incarnation == s.incarnation:
-                w.acked = self.now
+            if w and w.acked is None and (w.sid, w.incarnation) == (s.sid, s.incarnation):
+                w.acked = self.now  # its server applied it: the client hears back
                 self.stats["acked"] += 1
 
     def _check_on_quorum(self, entry):
@@ -415,7 +434,8 @@ class Cluster:
     def _proposed(self, zxid, payload):
         """One payload per zxid, ever (a consequence of one leader per epoch)."""
         if self.proposed.setdefault(zxid, payload) != payload:
-            raise Violation(f"zxid {fmt(zxid)} proposed twice: {self.proposed[zxid]!r} and {payload!r}")
+            raise Violation(f"zxid {fmt(zxid)} proposed twice: "
+                            f"{self.proposed[zxid]!r} and {payload!r}")
 
     def check_all(self):
         """The expensive checks: every committed entry is on a quorum of disks
@@ -441,8 +461,10 @@ class Cluster:
 
     def _send(self, frm, to, message):
         pair = self._pair(frm, to)
-        if (frm, to) in self.unnoticed or pair in self.cut or not self.servers[to].up:
-            return  # frm writes into a connection that is gone
+        if pair in self.cut or not self.servers[to].up:
+            return
+        if (frm, to) in self.unnoticed and not self.profile.leaky_resets:
+            return  # frm writes into the connection that broke
         session = self.session.get(pair, 0)
         if isinstance(message, Vote):
             # Votes may be reordered and duplicated: no FIFO for them.
@@ -461,7 +483,7 @@ class Cluster:
         if (to, frm) in self.unnoticed:
             # A new connection from frm: to's shell drops the old one first.
             self._notice(to, frm, s.incarnation)
-        self._note(f"s{frm}->s{to} {message}")
+        self._note(f"s{frm}->s{to}", message)
         if isinstance(message, SYNC_MESSAGES[:3]):
             s.received.append((type(message).__name__, message))
         self.run(to, s.peer.receive(frm, message))
@@ -520,7 +542,9 @@ class Cluster:
 
     # -- the disks -----------------------------------------------------------------
 
-    def _disk_delay(self):
+    def _disk_delay(self, sid):
+        if sid in self.disk_delay:
+            return self.disk_delay[sid]
         if self.rng.random() < 0.05:
             return self.rng.randint(1, 4 * TICK)
         return self.rng.randint(1, self.profile.disk_delay)
@@ -540,7 +564,7 @@ class Cluster:
                 self._write(s, s.disk.queue.popleft())
         if s.disk.queue:
             s.disk_busy = True
-            self._at(self._disk_delay(), self._disk_write, sid, incarnation)
+            self._at(self._disk_delay(sid), self._disk_write, sid, incarnation)
         self._report_logged(sid, incarnation)
 
     def _flush(self, s):
@@ -568,9 +592,9 @@ class Cluster:
         self.writes[payload] = Write(sid, s.incarnation, self.now)
         self._note(f"client writes {payload!r} at s{sid}")
         if s.peer.role == LEADING:
-            self.call(sid, self._propose, sid, payload)
+            self._guarded(self._propose, sid, payload)
         else:
-            self.call(sid, lambda: self.run(sid, s.peer.forward(payload)))
+            self._guarded(lambda: self.run(sid, s.peer.forward(payload)))
         return payload
 
     def _propose(self, sid, payload):
@@ -587,12 +611,12 @@ class Cluster:
             return
         sync_id = next(self._seq)
         self.syncs[sync_id] = (sid, s.incarnation, s.applied[-1][0] if s.applied else 0)
-        self.call(sid, lambda: self.run(sid, s.peer.sync(sync_id)))
+        self._guarded(lambda: self.run(sid, s.peer.sync(sync_id)))
 
     # -- time, chaos and liveness ------------------------------------------------------
 
     def _tick(self, sid):
-        self._at(TICK, self._tick, sid)
+        self._at(self.tick_period[sid], self._tick, sid)
         s = self.servers[sid]
         if s.up:
             self.run(sid, s.peer.tick())
@@ -648,12 +672,16 @@ class Cluster:
         return self.rng.choice(candidates)
 
     def connected_quorum(self):
-        """Some quorum of up servers with no cut link among them."""
+        """A quorum of up servers that all talk to each other and to no other
+        up server, or None. Liveness is only promised then: with a server that
+        sees part of the quorum only (one cut link), elections can keep
+        failing, as in ZooKeeper."""
         up = [sid for sid in self.members if self.servers[sid].up]
-        for size in range(len(up), self.quorum - 1, -1):
-            for group in itertools.combinations(up, size):
-                if not any(self._pair(a, b) in self.cut for a, b in itertools.combinations(group, 2)):
-                    return group
+        linked = {a: {b for b in up if b != a and self._pair(a, b) not in self.cut} for a in up}
+        for sid in up:
+            group = linked[sid] | {sid}
+            if len(group) >= self.quorum and all(linked[x] | {x} == group for x in group):
+                return tuple(sorted(group))
         return None
 
     def serving_leader(self):
@@ -670,10 +698,10 @@ class Cluster:
         """Invariant 6: with a quorum up and connected, once faults stop a
         leader serves with a quorum behind it within calm_bound ticks."""
         self._at(TICK, self._monitor)
-        if self.now // TICK % 10 == 0:
-            self.check_all()
+        if self.now // TICK % 50 == 0:
+            self.check_all()  # a backstop: removals and first applies are checked as they happen
         if self.serving_leader() is not None:
-            if self.leaderless_since is not None:
+            if self.leaderless_since is not None and self.connected_quorum():
                 waited = (self.now - max(self.leaderless_since, self.last_fault)) // TICK
                 self.stats["slowest_recovery"] = max(self.stats["slowest_recovery"], waited)
             self.leaderless_since = None
@@ -700,7 +728,7 @@ class Cluster:
                 return False
         return True
 
-    def settle(self, bound=300):
+    def settle(self, bound=120):
         """End of a run: heal, restart everyone, and insist the ensemble
         converges within `bound` ticks (liveness), losing no acknowledged write."""
         self.chaos = False
@@ -735,9 +763,51 @@ class Cluster:
         if lost:
             raise Violation(f"acknowledged writes lost: {lost}")
         order = sorted((position[p], w) for p, w in self.writes.items() if p in position)
-        earliest_ack_after = None  # min ack time over writes later in the history
+        earliest_ack_after = float("inf")  # over the writes later in the history
         for _pos, w in reversed(order):
-            if earliest_ack_after is not None and earliest_ack_after < w.submitted:
-                raise Violation("a write precedes, in the history, one acknowledged before it was submitted")
+            if earliest_ack_after < w.submitted:
+                raise Violation("a write precedes, in the history, one acknowledged "
+                                "before it was submitted")
             if w.acked is not None:
-                earliest_ack_after = w.acked if earliest_ack_after is None else min(earliest_ack_after, w.acked)
+                earliest_ack_after = min(earliest_ack_after, w.acked)
+
+    # -- helpers for scenario tests ------------------------------------------------------
+
+    def crash_after(self, predicate):
+        """Crash a server right after it carries out the first action for which
+        predicate(sid, action) holds; the returned list gets (sid, action)."""
+        fired = []
+
+        def hook(sid, action):
+            if not fired and predicate(sid, action):
+                fired.append((sid, action))
+                return True
+            return False
+
+        self.crash_hooks.append(hook)
+        return fired
+
+    def wait_for_leader(self, ticks=60):
+        if not self.run_until(lambda: self.serving_leader() is not None, ticks):
+            raise Violation(self.report(f"no serving leader within {ticks} ticks"))
+        return self.serving_leader()
+
+    def wait_converged(self, ticks=100):
+        if not self.run_until(self.converged, ticks):
+            raise Violation(self.report(f"no convergence within {ticks} ticks"))
+        return self.serving_leader()
+
+    def wait_applied(self, sid, payloads, ticks=30):
+        """Until sid has applied all these writes (the clients' acknowledgements)."""
+        def done():
+            applied = {p for _z, p in self.servers[sid].applied}
+            return all(p in applied for p in payloads)
+
+        if not self.run_until(done, ticks):
+            raise Violation(self.report(f"s{sid} did not apply {payloads} within {ticks} ticks"))
+
+    def epoch_of_leader(self, sid):
+        return self.servers[sid].peer.state.epoch
+
+    def payloads(self, sid):
+        return [p for _z, p in self.servers[sid].applied]

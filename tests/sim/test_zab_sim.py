@@ -1,0 +1,347 @@
+"""Deterministic simulation tests of the ZAB core (nookeeper/zab).
+
+test_random_* run whole ensembles through seeded storms of crashes, link
+resets, partitions, slow disks and client writes, checking safety all along
+and liveness at the end (see simulation.py). NK_SIM_SEEDS=N runs N seeds per
+size instead of the default; NK_SIM_SEED=S NK_SIM_SIZE=n replays one seed
+(test_replay; NK_SIM_TRACE=lines lengthens the trace a failure prints).
+
+The scenario tests drive one situation each, deterministically.
+"""
+
+import os
+
+import pytest
+
+from nookeeper.zab import actions as act
+from nookeeper.zab.messages import (
+    FOLLOWING,
+    LEADING,
+    LOOKING,
+    AckNewLeader,
+    FollowerInfo,
+    NewLeader,
+    Vote,
+)
+from nookeeper.zab.peer import Limits, Peer
+from nookeeper.zab.zxid import make_zxid
+from .simulation import TICK, Cluster, Violation
+
+# Seeds per size in the default run, and ticks per run: about 35 s in all.
+DEFAULT_SEEDS = {3: 300, 5: 200}
+RUN_TICKS = 600
+
+
+def _seeds(n):
+    return range(int(os.environ.get("NK_SIM_SEEDS", DEFAULT_SEEDS[n])))
+
+
+def run_seed(seed, n, trace=None):
+    cluster = Cluster(seed, n)
+    if trace:
+        cluster.trace = type(cluster.trace)(maxlen=trace)
+    try:
+        cluster.run_for(RUN_TICKS)
+        cluster.settle()
+    except Violation as e:  # the message says what broke, how to replay, what happened last
+        pytest.fail(str(e), pytrace=False)
+    except Exception as e:  # the core itself blew up: still say how to replay
+        raise AssertionError(cluster.report(f"{type(e).__name__}: {e}")) from e
+    return cluster
+
+
+@pytest.mark.parametrize("seed", _seeds(3))
+def test_random_3(seed):
+    run_seed(seed, 3)
+
+
+@pytest.mark.parametrize("seed", _seeds(5))
+def test_random_5(seed):
+    run_seed(seed, 5)
+
+
+def test_replay():
+    """NK_SIM_SEED=S [NK_SIM_SIZE=n] pytest tests/sim -k replay -s"""
+    seed = os.environ.get("NK_SIM_SEED")
+    if seed is None:
+        pytest.skip("set NK_SIM_SEED (and NK_SIM_SIZE) to replay a seed")
+    n = int(os.environ.get("NK_SIM_SIZE", 3))
+    cluster = run_seed(int(seed), n, trace=int(os.environ.get("NK_SIM_TRACE", 0)) or None)
+    print(f"seed {seed}, {n} servers: {cluster.stats}\n{dict(cluster.reasons)}")
+
+
+def test_the_random_runs_exercise_the_hard_paths():
+    """A guard against a harness that stopped hurting: across a few seeds the
+    storms must cause crashes (some between two actions of a server), many
+    elections, partitions and TRUNCs, and still acknowledge many writes."""
+    totals = {}
+    for seed in range(12):
+        stats = run_seed(seed, 3 + 2 * (seed % 2)).stats
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0) + value
+    assert totals["crashes"] > 100 and totals["crashes_mid_actions"] > 20, totals
+    assert totals["elections"] > 30 and totals["partitions"] > 10, totals
+    assert totals["truncs"] > 0 and totals["acked"] > 1000, totals
+
+
+# -- scenarios -------------------------------------------------------------------
+
+
+def _sync_messages(cluster, sid, kind):
+    return [m for k, m in cluster.servers[sid].received if k == kind]
+
+
+def test_trunc_of_an_uncommitted_tail_on_the_old_leader():
+    """The leader logs proposals nobody else gets, then crashes. The others
+    elect a new leader and go on; the old one must lose exactly that tail."""
+    c = Cluster(11, 3, chaos=False)
+    old = c.wait_for_leader()
+    committed = [c.write(old) for _ in range(3)]
+    c.wait_converged()
+    others = [sid for sid in c.members if sid != old]
+    c.partition([old], others)
+    tail = [c.write(old) for _ in range(2)]  # it has not yet heard of the cut
+    assert all(tail)
+    assert c.run_until(lambda: all(p in c.servers[old].disk.index.values() for p in tail), 5)
+    c.crash(old)
+    c.heal()
+    new = c.wait_for_leader()
+    later = [c.write(new) for _ in range(2)]
+    c.wait_applied(new, later)
+    c.restart(old)
+    c.wait_converged()
+    final = c.payloads(old)
+    assert final == committed + later
+    (trunc,) = _sync_messages(c, old, "Trunc")
+    assert trunc.zxid == c.servers[old].applied[2][0]  # cut right after the last committed
+    assert ("Truncate", trunc.zxid) in c.servers[old].received
+    c.check_all()
+    c.check_writes()
+
+
+def test_snap_when_the_tail_is_from_an_epoch_the_leader_never_saw():
+    """A leader that proposed in its epoch but committed nothing there leaves
+    a tail whose epoch the next leader's log lacks entirely: it gets a SNAP."""
+    c = Cluster(12, 3, chaos=False)
+    first = c.wait_for_leader()
+    committed = [c.write(first) for _ in range(3)]
+    c.wait_converged()
+    c.crash(first)
+    second = c.wait_for_leader()
+    c.restart(first)
+    c.wait_converged()
+    others = [sid for sid in c.members if sid != second]
+    c.partition([second], others)
+    tail = [c.write(second) for _ in range(2)]
+    assert c.run_until(lambda: all(p in c.servers[second].disk.index.values() for p in tail), 5)
+    third = c.wait_for_leader()
+    assert third != second
+    later = [c.write(third) for _ in range(2)]
+    c.wait_applied(third, later)
+    c.heal()
+    c.wait_converged()
+    assert c.payloads(second) == committed + later
+    assert _sync_messages(c, second, "Snap") and not _sync_messages(c, second, "Trunc")
+    assert ("ReplaceLog", len(committed) + len(later)) in c.servers[second].received
+    c.check_writes()
+
+
+def test_an_empty_new_server_gets_everything():
+    c = Cluster(13, 3, chaos=False, start=False)
+    c.restart(1)
+    c.restart(2)
+    leader = c.wait_for_leader()
+    writes = [c.write(leader) for _ in range(5)]
+    c.wait_applied(1, writes)
+    c.wait_applied(2, writes)
+    c.restart(3)
+    c.wait_converged()
+    assert c.payloads(3) == writes
+    diffs = _sync_messages(c, 3, "Diff") + _sync_messages(c, 3, "Snap")
+    assert [p for _z, p in diffs[0].entries] == writes  # DIFF from zero (or SNAP)
+    assert not _sync_messages(c, 3, "Trunc")
+    assert c.servers[3].disk.log == c.servers[leader].disk.log
+
+
+def test_a_follower_behind_gets_a_diff():
+    c = Cluster(14, 3, chaos=False)
+    leader = c.wait_for_leader()
+    before = [c.write(leader) for _ in range(2)]
+    c.wait_converged()
+    behind = next(sid for sid in c.members if sid != leader)
+    c.crash(behind)
+    missed = [c.write(leader) for _ in range(3)]
+    c.wait_applied(leader, missed)
+    c.servers[behind].received.clear()
+    c.restart(behind)
+    c.wait_converged()
+    assert c.serving_leader() == leader
+    kinds = [k for k, _m in c.servers[behind].received]
+    assert kinds == ["Diff"]
+    assert [p for _z, p in _sync_messages(c, behind, "Diff")[0].entries] == missed
+    assert c.payloads(behind) == before + missed
+
+
+@pytest.mark.parametrize("moment", ["follower acks NEWLEADER", "leader sends NEWLEADER",
+                                    "leader established"])
+def test_crash_right_after_newleader(moment):
+    """Crash at the edge of a new epoch, once the first leader has been
+    replaced: nothing committed before may be lost, the ensemble recovers."""
+    c = Cluster(15, 3, chaos=False)
+    first = c.wait_for_leader()
+    writes = [c.write(first) for _ in range(3)]
+    c.wait_applied(first, writes)
+    c.write(first)  # maybe committed, maybe not: the crash decides
+    predicate = {
+        "follower acks NEWLEADER": lambda sid, a: isinstance(a, act.Send)
+        and isinstance(a.message, AckNewLeader),
+        "leader sends NEWLEADER": lambda sid, a: isinstance(a, act.Send)
+        and isinstance(a.message, NewLeader),
+        "leader established": lambda sid, a: isinstance(a, act.RoleChanged)
+        and a.role == LEADING and a.serving,
+    }[moment]
+    fired = c.crash_after(predicate)
+    c.crash(first)
+    c.run_until(lambda: fired, 60)
+    assert fired, "the crash point was never reached"
+    crashed, action = fired[0]
+    if isinstance(action, act.Send) and isinstance(action.message, AckNewLeader):
+        # The follower made its history durable, then its epoch, then acked.
+        disk = c.servers[crashed].disk
+        assert disk.current == action.message.epoch
+        assert disk.log and disk.log[-1][0] >= action.message.zxid
+    c.crash_hooks.clear()
+    c.restart(first)
+    c.restart(crashed)
+    c.wait_converged()
+    assert c.payloads(first)[:3] == writes
+    c.check_all()
+    c.check_writes()
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_a_partitioned_leader_steps_down_and_catches_up(n):
+    c = Cluster(16, n, chaos=False)
+    old = c.wait_for_leader()
+    before = [c.write(old) for _ in range(3)]
+    c.wait_converged()
+    others = [sid for sid in c.members if sid != old]
+    c.partition([old], others)
+    doomed = c.write(old)  # it still serves for a moment: this write can never commit
+    assert c.run_until(lambda: c.servers[old].peer.role == LOOKING, c.limits.sync + 2)
+    new = c.wait_for_leader()
+    assert new in others
+    epoch = c.epoch_of_leader(new)
+    after = [c.write(new) for _ in range(3)]
+    c.wait_applied(new, after)
+    c.heal()
+    c.wait_converged()
+    # The old leader rejoined as a follower, without costing a new election.
+    assert c.serving_leader() == new and c.epoch_of_leader(new) == epoch
+    assert c.payloads(old) == before + after
+    assert doomed not in c.payloads(old) and c.writes[doomed].acked is None
+    c.check_writes()
+
+
+def test_a_follower_reconnecting_does_not_unseat_the_leader():
+    """A follower synced in this epoch has the leader's epoch as its current
+    one; the leader must not take that for a more recent history."""
+    c = Cluster(17, 3, chaos=False)
+    leader = c.wait_for_leader()
+    c.wait_applied(leader, [c.write(leader) for _ in range(2)])
+    c.wait_converged()
+    epoch = c.epoch_of_leader(leader)
+    follower = next(sid for sid in c.members if sid != leader)
+    c.reset_link(leader, follower)
+    c.run_until(lambda: c.servers[follower].peer.role == LOOKING, 2)
+    c.wait_converged()
+    assert c.serving_leader() == leader and c.epoch_of_leader(leader) == epoch
+
+
+def test_the_leader_applies_when_its_own_disk_is_the_slowest():
+    """The followers make a write committed before the leader's own disk has
+    it; the leader must apply it once its disk catches up."""
+    c = Cluster(18, 3, chaos=False)
+    leader = c.wait_for_leader()
+    c.wait_converged()
+    c.disk_delay[leader] = 3 * TICK
+    write = c.write(leader)
+    c.wait_applied(leader, [write], ticks=10)
+
+
+def test_a_rejoining_follower_can_complete_a_quorum():
+    """A follower that syncs while the leader broadcasts acknowledges, with
+    NEWLEADER, proposals nobody else acknowledged: that may commit them."""
+    c = Cluster(19, 3, chaos=False)
+    leader = c.wait_for_leader()
+    c.wait_converged()
+    slow, rejoining = [sid for sid in c.members if sid != leader]
+    c.crash(rejoining)
+    c.disk_delay[slow] = 100 * TICK  # it gets the proposal but will never ack it
+    write = c.write(leader)
+    c.run_for(1)
+    assert write not in c.payloads(leader)  # only the leader has it on disk
+    c.restart(rejoining)
+    assert c.run_until(lambda: c.servers[rejoining].serving, 30)
+    c.crash(slow)
+    c.wait_applied(leader, [write], ticks=10)
+    del c.disk_delay[slow]
+    c.restart(slow)
+    c.wait_converged()
+
+
+def test_two_servers_following_each_other_give_up():
+    """Votes can make a and b each follow the other. Each then gets the
+    other's FollowerInfo, which is no sign of a living leader: both must go
+    back to looking within the init limit, not wait on each other forever."""
+    limits = Limits()
+    a, b = Peer(1, (1, 2, 3), limits=limits), Peer(2, (1, 2, 3), limits=limits)
+    a.start()
+    b.start()
+    # a hears two votes for b; b hears that a already leads.
+    a.receive(2, Vote(1, 2, 0, 0, LOOKING))
+    a.receive(3, Vote(1, 2, 0, 0, LOOKING))
+    b.receive(1, Vote(1, 1, 0, 0, LEADING))
+    a.tick()
+    assert (a.role, a.leader, b.role, b.leader) == (FOLLOWING, 2, FOLLOWING, 1)
+    for _ in range(limits.init + 2):
+        a.receive(2, FollowerInfo(0, 0))
+        b.receive(1, FollowerInfo(0, 0))
+        a.tick()
+        b.tick()
+    assert a.role != FOLLOWING or a.leader != 2
+    assert b.role != FOLLOWING or b.leader != 1
+
+
+def _route(peers, frm, actions):
+    """A lossless FIFO network with instant disks, for tests of a few peers."""
+    queue = [(frm, a) for a in actions]
+    while queue:
+        sid, action = queue.pop(0)
+        if isinstance(action, act.Send) and action.to in peers:
+            queue += [(action.to, a) for a in peers[action.to].receive(sid, action.message)]
+        elif isinstance(action, act.Persist):
+            queue += [(sid, a) for a in peers[sid].logged(action.upto, action.generation)]
+
+
+def test_a_follower_ahead_of_its_leader_does_not_wait_out_the_init_limit():
+    """Server 3 joins 2, which then learns that 3 has a more recent history
+    and steps down. Links stay open, so only 2's new votes tell 3: it must
+    look again at once and lead, not wait init ticks while 1 and 2 may elect
+    2 again (the random runs saw that repeat for 80 ticks)."""
+    a, b = make_zxid(1, 1), make_zxid(1, 2)
+    p2 = Peer(2, (1, 2, 3), 1, 1, log=[(a, b"a")])
+    p3 = Peer(3, (1, 2, 3), 1, 1, log=[(a, b"a"), (b, b"b")])
+    peers = {2: p2, 3: p3}
+    p2.start()
+    p2.receive(1, Vote(1, 2, a, 1, LOOKING))  # server 1 backs 2
+    p2.tick()
+    assert p2.role == LEADING
+    p3.start()
+    _route(peers, 3, p3.receive(2, Vote(1, 2, a, 1, LEADING)))  # 3 joins 2; 2 steps down
+    assert p2.role == LOOKING
+    assert p3.role == LOOKING
+    for _ in range(3):
+        _route(peers, 3, p3.tick())
+        _route(peers, 2, p2.tick())
+    assert p3.role == LEADING and p2.role == FOLLOWING and p2.leader == 3
