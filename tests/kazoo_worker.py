@@ -51,11 +51,15 @@ def main():
             lock = zk.Lock(path, holder)
             try:
                 with lock:
-                    hold(zk, holder)
+                    try:
+                        hold(zk, holder)
+                    except (ConnectionLoss, SessionExpiredError):
+                        # Still inside the lock: clear our mark before releasing.
+                        drop_own_mark(zk, holder)
+                        raise
                 done += 1
             except (ConnectionLoss, SessionExpiredError):
                 time.sleep(0.2)
-                drop_own_mark(zk, holder)
                 zk.retry(lock.release)
         print("done", flush=True)
     elif role == "counter":

@@ -159,7 +159,7 @@ def test_lock_keeps_mutual_exclusion_while_the_leader_is_killed(ensemble_factory
         leader.start(timeout=30)
         for worker in workers:
             code, out, err = worker.wait(timeout=150)
-            assert code == 0, err[-3000:]
+            assert code == 0, out + err[-3000:]
             assert "done" in out
     finally:
         for worker in workers:

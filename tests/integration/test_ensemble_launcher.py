@@ -137,7 +137,7 @@ def test_banner_then_sigint_stops_everything(tmp_path, launch):
         assert four_letter_word(port, "ruok") == "imok"
     # Each child's own output comes through behind its fixed-width tag.
     for sid in (1, 2, 3):
-        tagged = rf"^node{sid} \| nookeeper server {sid} "
+        tagged = rf"^node{sid} \| nookeeper server {sid}:"
         assert re.search(tagged, launcher.output, re.M), launcher.output
 
     # As a terminal's Ctrl-C does: the whole foreground group gets SIGINT, the
