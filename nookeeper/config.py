@@ -20,6 +20,7 @@ _KEYS = (
     "tick_ms", "init_limit", "sync_limit", "min_session_timeout_ms", "max_session_timeout_ms",
     "max_frame_bytes", "max_connections_per_ip", "max_connections",
     "four_letter_words", "super_digest", "log_level", "log_file",
+    "snapshot_every_txns", "snapshot_retain_count", "metrics_address",
 )
 _REQUIRED = ("server_id", "client_address", "data_dir")
 
@@ -59,6 +60,10 @@ class ServerConfig:
     super_digest: str | None
     log_level: str
     log_file: Path | None
+    snapshot_every_txns: int = 100000   # a snapshot of the tree after this many applied txns
+    snapshot_retain_count: int = 3      # snapshots kept (with the log after the oldest)
+    metrics_host: str | None = None     # Prometheus endpoint; None: off
+    metrics_port: int | None = None
 
     @property
     def is_standalone(self) -> bool:
@@ -235,6 +240,9 @@ def load_config(path) -> ServerConfig:
     words = optional("four_letter_words", None, lambda k, v: _four_letter_words(check, v))
     super_digest = optional("super_digest", None, lambda k, v: _super_digest(check, v))
     log_file = optional("log_file", None, lambda k, v: Path(check.string(k, v)).absolute())
+    snapshot_every = optional("snapshot_every_txns", 100000, positive)
+    snapshot_retain = optional("snapshot_retain_count", 3, positive)
+    metrics = optional("metrics_address", None, check.address)
     # Last, so that a file with any other mistake leaves no directory behind.
     data_dir = _data_dir(check, doc["data_dir"])
 
@@ -259,4 +267,8 @@ def load_config(path) -> ServerConfig:
         max_connections_per_ip=max_connections_per_ip,
         max_connections=max_connections,
         log_file=log_file,
+        snapshot_every_txns=snapshot_every,
+        snapshot_retain_count=snapshot_retain,
+        metrics_host=metrics[0] if metrics else None,
+        metrics_port=metrics[1] if metrics else None,
     )
