@@ -452,6 +452,22 @@ class DataTree:
 
     # ---- bookkeeping ------------------------------------------------------
 
+    def nodes(self):
+        """(path, Node) pairs in no particular order: for snapshots, which must not change them."""
+        return self._nodes.items()
+
+    def restore(self, zxid, nodes, sessions):
+        """Take over a snapshot's nodes; children and ephemerals follow from the paths."""
+        for path, node in nodes.items():
+            if path != "/":
+                cut = path.rindex("/")
+                nodes[path[:cut] or "/"].children.add(path[cut + 1:])
+            if node.ephemeral_owner and node.session:
+                self._ephemerals.setdefault(node.session, set()).add(path)
+        self._nodes = nodes
+        self.sessions = dict(sessions)
+        self.last_zxid = zxid
+
     def ephemerals(self, session):
         return set(self._ephemerals.get(session, ()))
 

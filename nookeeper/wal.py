@@ -52,6 +52,23 @@ def _row_crc(row) -> int | None:
         return None
 
 
+def _rows(records):
+    rows = []
+    for r in records:
+        fields = (r.zxid, r.time, r.session, r.cxid, r.type, bytes(r.body))
+        rows.append(fields + (record_crc(*fields),))
+    return rows
+
+
+def _insert(conn, rows) -> None:
+    conn.executemany(f"INSERT INTO txnlog ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def insert_records(conn, records: Iterable[LogRecord]) -> None:
+    """Inside a transaction of writing(): for stores that replace the log with other rows."""
+    _insert(conn, _rows(records))
+
+
 class WriteAheadLog:
     """The txn log and a small key/value table for what must survive a restart.
 
@@ -72,6 +89,8 @@ class WriteAheadLog:
         if not _readonly:
             self._db.enable_wal()
             self._db.execute("PRAGMA synchronous=FULL")
+            # A snapshot passes through the -wal file; let it shrink back afterwards.
+            self._db.execute("PRAGMA journal_size_limit=16777216")
             self._create_schema()
 
     @classmethod
@@ -89,6 +108,17 @@ class WriteAheadLog:
         )
         # BLOB affinity stores each value as given: an int stays an int.
         self._db["meta"].create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
+
+    @contextmanager
+    def writing(self):
+        """The connection inside one IMMEDIATE transaction, for stores sharing this file."""
+        self._check_writable()
+        with self._lock, self._transaction() as conn:
+            yield conn
+
+    def query(self, sql: str, params=()) -> list:
+        with self._lock:
+            return self._db.conn.execute(sql, params).fetchall()
 
     @contextmanager
     def _transaction(self):
@@ -113,14 +143,11 @@ class WriteAheadLog:
         A zxid already in the log raises sqlite3.IntegrityError and writes nothing.
         """
         self._check_writable()
-        rows = []
-        for r in records:
-            fields = (r.zxid, r.time, r.session, r.cxid, r.type, bytes(r.body))
-            rows.append(fields + (record_crc(*fields),))
+        rows = _rows(records)
         if not rows:
             return
         with self._lock, self._transaction() as conn:
-            conn.executemany(f"INSERT INTO txnlog ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            _insert(conn, rows)
 
     def records(self, after_zxid: int = 0) -> Iterator[LogRecord]:
         """Replays in zxid order and stops at the first row that fails its crc.

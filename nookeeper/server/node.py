@@ -123,14 +123,13 @@ class ServerNode:
             log.info("session %#x closed at zxid %#x", txn.session, txn.zxid)
         return outcome
 
-    def reset_tree(self):
-        """ZAB cut applied history (a truncated tail): start again from an empty tree."""
+    def reset_tree(self, tree):
+        """The applied state becomes a snapshot's (at start-up, or a leader's SNAP)."""
         with self.tree_lock:
-            self.tree = DataTree()
+            self.tree = tree
             self.watches = WatchTable()
         with self._lock:
             self.sessions = SessionTable(self.config.tick_ms)
-        log.warning("applied state discarded; replaying the synchronised log")
 
     def start_serving(self, leader):
         """On the leader, every session gets a full timeout from now: its old

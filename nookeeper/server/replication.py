@@ -3,24 +3,30 @@
 Everything that happens to ZAB (a tick, a peer message, a broken link, a
 batch on disk, a client write) becomes an event on one queue, so the core
 never needs a lock. Actions go out to the peer links (Send), the log writer
-(Persist, Truncate, ReplaceLog, SaveEpochs) and the apply thread (Apply,
-ResetState, SyncDone), which applies committed txns in zxid order and then
+(Persist, Truncate, InstallSnapshot, SaveEpochs) and the apply thread (Apply,
+SyncDone, a snapshot to install), which applies committed txns in zxid order and then
 answers whoever was waiting for them on this server.
 """
 
 import collections
 import dataclasses
+import gc
 import logging
 import queue
 import threading
 import time
 
+from nookeeper import snapshot
 from nookeeper.server.logwriter import LogWriter, to_record
 from nookeeper.server.peerport import PeerPort
+from nookeeper.server.snapshotter import Snapshotter
+from nookeeper.snapshot import CorruptSnapshot
+from nookeeper.snapstore import SnapshotStore
+from nookeeper.tree import DataTree
 from nookeeper.txn import Txn
 from nookeeper.wire.txn import decode_txn, encode_txn
 from nookeeper.zab import actions as act
-from nookeeper.zab.messages import FOLLOWING, LEADING, LOOKING
+from nookeeper.zab.messages import FOLLOWING, LEADING, LOOKING, Snap
 from nookeeper.zab.peer import Limits, Peer
 from nookeeper.zab.zxid import fmt
 
@@ -41,13 +47,20 @@ class Replication:
         self.wal = wal
         members = config.members or {config.server_id: None}
         self.standalone = len(members) == 1
-        entries = [(record.zxid, record.body) for record in wal.records()]
+        self.store = SnapshotStore(wal)
+        snap_zxid = self._load_snapshot()
+        entries = [(record.zxid, record.body) for record in wal.records(after_zxid=snap_zxid)]
         accepted = int(wal.get_meta(META_ACCEPTED, 0))
         current = int(wal.get_meta(META_CURRENT, 0))
         self.core = Peer(self.sid, members, accepted, current, entries,
-                         Limits(init=config.init_limit, sync=config.sync_limit, finalize=1))
-        log.info("log holds %d txns up to zxid %s; accepted epoch %d, current epoch %d",
-                 len(entries), fmt(self.core.last_zxid), accepted, current)
+                         Limits(init=config.init_limit, sync=config.sync_limit, finalize=1,
+                                diff_window=config.snapshot_every_txns),
+                         snap_zxid=snap_zxid)
+        log.info("log holds %d txns after the snapshot at zxid %s, up to zxid %s; "
+                 "accepted epoch %d, current epoch %d",
+                 len(entries), fmt(snap_zxid), fmt(self.core.last_zxid), accepted, current)
+        self.snapshotter = Snapshotter(node, self.store, config.snapshot_every_txns,
+                                       config.snapshot_retain_count, self._snapshot_saved)
         self._events = queue.SimpleQueue()
         self._applies = queue.SimpleQueue()
         self.writer = LogWriter(wal, self._logged, node.fatal)
@@ -66,6 +79,19 @@ class Replication:
         self._next_sync = 0
         self._stopping = threading.Event()
         self._threads = []
+
+    def _load_snapshot(self):
+        """The tree starts as the newest readable snapshot; the log after it is replayed by ZAB."""
+        started = time.monotonic()
+        zxid, tree = self.store.load_newest()
+        if tree is None:
+            return 0
+        self.node.reset_tree(tree)
+        # Everything loaded lives as long as the server: keep it out of the collector's scans.
+        gc.freeze()
+        log.info("loaded the snapshot at zxid %s: %d nodes in %.2f s",
+                 fmt(zxid), tree.node_count, time.monotonic() - started)
+        return zxid
 
     # -- lifetime -------------------------------------------------------------
 
@@ -113,6 +139,9 @@ class Replication:
 
     def _logged(self, zxid, generation):
         self._events.put(("logged", zxid, generation))
+
+    def _snapshot_saved(self, zxid, generation):
+        self._events.put(("snapshotted", zxid, generation))
 
     def _tick_loop(self):
         """Elections only resend votes and wait out a better one on ticks, so
@@ -169,9 +198,18 @@ class Replication:
             elif kind == "touch":
                 touched.add(event[1])
                 continue
+            elif kind == "snapshotted":
+                actions = self._snapshotted(event[1], event[2])
             else:
                 actions = core.start()
             self._execute(actions)
+
+    def _snapshotted(self, zxid, generation):
+        if generation != self.snapshotter.generation:
+            return []  # a leader's snapshot was installed while this one was written
+        actions = self.core.snapshotted(zxid)
+        threading.Thread(target=self.snapshotter.purge, name="purge", daemon=True).start()
+        return actions
 
     def _write(self, txn):
         core = self.core
@@ -211,15 +249,31 @@ class Replication:
                 log.warning("truncating the log after zxid %s (an uncommitted tail)",
                             fmt(action.zxid))
                 self.writer.run_sync(lambda wal, z=action.zxid: wal.truncate_after(z))
-            elif kind is act.ReplaceLog:
-                log.warning("replacing the log with the leader's (%d txns)", len(action.entries))
-                self.writer.run_sync(lambda wal, e=action.entries: _replace(wal, e))
+            elif kind is act.SendSnapshot:
+                self._send_snapshot(action)
+            elif kind is act.InstallSnapshot:
+                log.warning("installing the leader's snapshot at zxid %s and %d txns after it",
+                            fmt(action.zxid), len(action.entries))
+                records = [to_record(zxid, payload) for zxid, payload in action.entries]
+                self.writer.run_sync(lambda wal, a=action, r=records:
+                                     self.snapshotter.install(a.zxid, a.snapshot, r))
+                self._applies.put(("install", action.zxid, action.snapshot))
             elif kind is act.SaveEpochs:
                 self.writer.run_sync(lambda wal, a=action: _save_epochs(wal, a))
-            elif kind is act.ResetState:
-                self._applies.put(("reset",))
             elif kind is act.RoleChanged:
                 self._role_changed(action)
+
+    def _send_snapshot(self, action):
+        chunks = ()
+        if action.zxid:
+            try:
+                chunks = tuple(self.store.chunks(action.zxid))
+            except CorruptSnapshot as e:
+                self.node.fatal(f"cannot send the snapshot at zxid {fmt(action.zxid)} "
+                                f"to server {action.to}: {e}")
+        log.info("sending server %d the snapshot at zxid %s (%d bytes) and %d txns",
+                 action.to, fmt(action.zxid), sum(map(len, chunks)), len(action.entries))
+        self.peers.send(action.to, Snap(action.epoch, action.zxid, chunks, action.entries))
 
     def _role_changed(self, action):
         was_serving = self.serving
@@ -253,16 +307,24 @@ class Replication:
                     outcome = node.apply_txn(txn)
                     self._complete(txn, outcome)
                 self._release_syncs()
+                self.snapshotter.applied(len(item[1]))
             elif kind == "sync":
                 self._sync_waits.append((item[1], item[2]))
                 self._release_syncs()
-            elif kind == "reset":
-                node.reset_tree()
+            elif kind == "install":
+                self._install_tree(item[1], item[2])
             elif kind == "stop-serving":
                 self._abandon_waiters()
                 node.stop_serving()
             elif kind == "serving":
                 node.start_serving(leader=item[1])
+
+    def _install_tree(self, zxid, chunks):
+        try:
+            tree = snapshot.decode(chunks) if chunks else DataTree()
+        except CorruptSnapshot as e:
+            self.node.fatal(f"the leader's snapshot at zxid {fmt(zxid)} is damaged: {e}")
+        self.node.reset_tree(tree)
 
     def _complete(self, txn, outcome):
         with self._waiting_lock:
@@ -289,11 +351,6 @@ class Replication:
         with self._waiting_lock:
             self._waiting.clear()
         self._sync_waits.clear()
-
-
-def _replace(wal, entries):
-    wal.truncate_after(0)
-    wal.append([to_record(zxid, payload) for zxid, payload in entries])
 
 
 def _save_epochs(wal, action):

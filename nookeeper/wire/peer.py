@@ -31,7 +31,7 @@ type  message       body
 4     AckEpoch      epoch, current_epoch, last_zxid
 5     Diff          epoch, entries
 6     Trunc         epoch, zxid
-7     Snap          epoch, entries
+7     Snap          epoch, zxid, snapshot (chunks), entries
 8     NewLeader     epoch, zxid
 9     AckNewLeader  epoch, zxid
 10    UpToDate      epoch, commit_zxid
@@ -45,7 +45,9 @@ type  message       body
 18    SyncReply     epoch, id, zxid
 ====  ============  ===============================================
 
-Entries are a list of {zxid, payload}. The numbers are part of the wire
+Entries are a list of {zxid, payload}; snapshot chunks a list of
+uint32-prefixed byte strings. A Snap may be as large as SNAP_MAX_BODY, every
+other frame at most MAX_BODY. The numbers are part of the wire
 format: never reuse or renumber one.
 """
 
@@ -94,6 +96,7 @@ from nookeeper.zab.messages import (
 MAGIC = b"NKZB"
 VERSION = 1
 MAX_BODY = 64 * 1024 * 1024
+SNAP_MAX_BODY = 1 << 30
 HELLO = 0
 
 
@@ -145,6 +148,11 @@ class _Entries(Construct):
 
 
 Entries = _Entries()
+Chunks = ExprAdapter(
+    PrefixedArray(Int32ub, Prefixed(Int32ub, GreedyBytes)),
+    decoder=lambda obj, ctx: tuple(obj),
+    encoder=lambda obj, ctx: list(obj),
+)
 
 
 def _body(*fields):
@@ -162,7 +170,7 @@ BODIES = {
     4: (AckEpoch, _body("epoch" / Long, "current_epoch" / Long, "last_zxid" / Long)),
     5: (Diff, _body("epoch" / Long, "entries" / Entries)),
     6: (Trunc, _body("epoch" / Long, "zxid" / Long)),
-    7: (Snap, _body("epoch" / Long, "entries" / Entries)),
+    7: (Snap, _body("epoch" / Long, "zxid" / Long, "snapshot" / Chunks, "entries" / Entries)),
     8: (NewLeader, _body("epoch" / Long, "zxid" / Long)),
     9: (AckNewLeader, _body("epoch" / Long, "zxid" / Long)),
     10: (UpToDate, _body("epoch" / Long, "commit_zxid" / Long)),
@@ -185,10 +193,15 @@ def _build(record, values, name):
         raise ValueError(f"cannot encode {name}: {exc}") from exc
 
 
+def _max_body(tag):
+    """A snapshot is a whole tree; everything else is small."""
+    return SNAP_MAX_BODY if tag == TAGS[Snap] else MAX_BODY
+
+
 def _frame(tag, body):
     """Header + body; a body the receiver would refuse is refused here."""
-    if len(body) > MAX_BODY:
-        raise PeerFrameError(f"body of {len(body)} bytes exceeds {MAX_BODY}")
+    if len(body) > _max_body(tag):
+        raise PeerFrameError(f"body of {len(body)} bytes exceeds {_max_body(tag)}")
     return Header.build({"magic": MAGIC, "version": VERSION, "type": tag,
                          "length": len(body)}) + body
 
@@ -217,8 +230,8 @@ def decode_header(data: bytes):
         raise PeerFrameError(f"peer protocol version {header.version}, expected {VERSION}")
     if header.type != HELLO and header.type not in BODIES:
         raise PeerFrameError(f"unknown frame type {header.type}")
-    if header.length > MAX_BODY:
-        raise PeerFrameError(f"body of {header.length} bytes exceeds {MAX_BODY}")
+    if header.length > _max_body(header.type):
+        raise PeerFrameError(f"body of {header.length} bytes exceeds {_max_body(header.type)}")
     return header.type, header.length
 
 

@@ -2,8 +2,10 @@
 
 The shell carries actions out in order. Persisting is asynchronous (group
 commit): after a Persist the shell calls `logged(zxid)` once the entries are
-on disk; Truncate, ReplaceLog and SaveEpochs must be done before the next
-action is carried out.
+on disk; Truncate, InstallSnapshot and SaveEpochs must be done before the
+next action is carried out. Snapshots are the shell's business: it takes
+them when it likes, tells the core with `snapshotted(zxid)`, and turns a
+SendSnapshot into a Snap carrying that snapshot's chunks.
 """
 
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ class Persist:
     """Append entries ((zxid, payload), ...) to the log; report with
     logged(upto, generation). An empty Persist is a barrier: report it once
     everything before it is done. The generation lets the core ignore a
-    report that a Truncate or ReplaceLog issued since has made stale."""
+    report that a Truncate or InstallSnapshot issued since has made stale."""
 
     entries: tuple
     generation: int
@@ -29,15 +31,29 @@ class Persist:
 
 @dataclass(frozen=True, slots=True)
 class Truncate:
-    """Drop every log entry after zxid; the applied state must be rebuilt."""
+    """Drop every log entry after zxid (never an applied one)."""
 
     zxid: int
 
 
 @dataclass(frozen=True, slots=True)
-class ReplaceLog:
-    """Drop the whole log and write these entries; the applied state is rebuilt."""
+class InstallSnapshot:
+    """The leader's snapshot at zxid (chunks; empty for the empty tree) becomes
+    this server's applied state and only snapshot, and these entries its whole
+    log, durably and at once."""
 
+    zxid: int
+    snapshot: tuple
+    entries: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class SendSnapshot:
+    """Send `to` a Snap of this server's snapshot at zxid and these entries."""
+
+    to: int
+    epoch: int
+    zxid: int
     entries: tuple
 
 
@@ -52,11 +68,6 @@ class Apply:
     """These entries ((zxid, payload), ...) are committed: apply them in order."""
 
     entries: tuple
-
-
-@dataclass(frozen=True, slots=True)
-class ResetState:
-    """Throw the applied state away (after a truncation); Apply starts again from zero."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,7 @@ class FollowerRole:
 
     def _on_snap(self, message):
         if self.phase == SYNC:
-            self.peer.replace(message.entries)
+            self.peer.install(message.zxid, message.snapshot, message.entries)
 
     def _on_new_leader(self, message):
         if self.phase != SYNC or self.newleader_zxid is not None:

@@ -4,7 +4,8 @@ Discovery: a quorum reports its accepted epochs and the leader picks a new
 epoch above all of them. Each follower then reports its history; one that
 is ahead of the leader means the election went wrong, and the leader steps
 down. Sync: each follower gets what it lacks (DIFF), loses an uncommitted
-tail (TRUNC) or gets the leader's whole log (SNAP), then NEWLEADER. Once a
+tail (TRUNC) or gets the leader's newest snapshot and the log after it
+(SNAP), then NEWLEADER. Once a
 quorum has acknowledged NEWLEADER the leader's history is committed and it
 broadcasts: proposals are committed, in zxid order, when a quorum (the
 leader included) has them on disk.
@@ -24,7 +25,6 @@ from nookeeper.zab.messages import (
     PingReply,
     Proposal,
     Request,
-    Snap,
     SyncReply,
     SyncRequest,
     Trunc,
@@ -136,7 +136,7 @@ class LeaderRole:
     def _sync_follower(self, sid, follower):
         peer = self.peer
         _epoch, last = follower.history
-        if last == peer.last_zxid or peer.has(last) or (last == 0 and self._log_is_complete()):
+        if peer.has(last):
             peer.send(sid, Diff(self.epoch, peer.entries_after(last)))
         else:
             cut = peer.floor(last)
@@ -144,13 +144,10 @@ class LeaderRole:
                 peer.send(sid, Trunc(self.epoch, cut))
                 peer.send(sid, Diff(self.epoch, peer.entries_after(cut)))
             else:
-                peer.send(sid, Snap(self.epoch, tuple(peer.entries)))
+                peer.emit(act.SendSnapshot(sid, self.epoch, peer.snap_zxid,
+                                           peer.entries_after(peer.snap_zxid)))
         peer.send(sid, NewLeader(self.epoch, peer.last_zxid))
         self.sync_sent.add(sid)
-
-    def _log_is_complete(self):
-        """Our log starts at the beginning of history (nothing purged yet)."""
-        return True
 
     def _on_ack_new_leader(self, frm, message):
         follower = self.followers.get(frm)

@@ -60,9 +60,13 @@ class Trunc:
 
 @dataclass(frozen=True, slots=True)
 class Snap:
-    """Replace the follower's whole log with these entries."""
+    """Replace the follower's state with the leader's snapshot at zxid (its
+    chunks, opaque to ZAB; none for the empty tree at zxid 0) and its log
+    with the entries after it."""
 
     epoch: int
+    zxid: int
+    snapshot: tuple
     entries: tuple
 
 

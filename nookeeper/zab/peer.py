@@ -2,7 +2,10 @@
 
 It owns what ZAB must know about this server (accepted and current epoch,
 the log, how much is on disk, committed and applied) and delegates to the
-role of the moment: an Election while looking, then a LeaderRole or a
+role of the moment. The log it holds starts after `base`: everything up to
+the newest snapshot (`snap_zxid`) is in that snapshot, and only a window of
+entries before it is kept so that a follower a little behind still gets a
+DIFF rather than a whole snapshot. The roles are an Election while looking, then a LeaderRole or a
 FollowerRole. Links between servers are assumed FIFO (TCP): a broken link
 is reported with `disconnected` and nothing sent on it before is delivered
 after.
@@ -25,22 +28,27 @@ class Limits:
     init: int = 10
     sync: int = 5
     finalize: int = 1
+    diff_window: int = 10000  # entries kept before the newest snapshot, for DIFFs
 
 
 class Peer:
-    def __init__(self, sid, members, accepted_epoch=0, current_epoch=0, log=(), limits=Limits()):
+    def __init__(self, sid, members, accepted_epoch=0, current_epoch=0, log=(), limits=Limits(),
+                 snap_zxid=0):
+        """log: the entries after the snapshot at snap_zxid, which the shell has loaded."""
         self.sid = sid
         self.members = tuple(sorted(members))
         self.quorum = len(self.members) // 2 + 1
         self.limits = limits
         self.accepted_epoch = accepted_epoch
         self.current_epoch = current_epoch
-        self.entries = list(log)
+        self.snap_zxid = snap_zxid
+        self.base = snap_zxid
+        self.entries = [entry for entry in log if entry[0] > snap_zxid]
         self.zxids = [zxid for zxid, _ in self.entries]
         self.logged_zxid = self.last_zxid
         self.generation = 0
-        self.applied_zxid = 0
-        self.commit_zxid = 0
+        self.applied_zxid = snap_zxid
+        self.commit_zxid = snap_zxid
         self.round = 0
         self.role = LOOKING
         self.leader = None
@@ -52,21 +60,28 @@ class Peer:
 
     @property
     def last_zxid(self):
-        return self.zxids[-1] if self.zxids else 0
+        return self.zxids[-1] if self.zxids else self.base
 
     def has(self, zxid):
+        """Whether our history ends at zxid or holds it where we can DIFF from."""
+        if zxid == self.base:
+            return True
         i = bisect.bisect_left(self.zxids, zxid)
         return i < len(self.zxids) and self.zxids[i] == zxid
 
     def entries_after(self, zxid, upto=None):
+        if zxid < self.base:
+            raise ValueError(f"entries after {zxid:#x} were compacted (base {self.base:#x})")
         start = bisect.bisect_right(self.zxids, zxid)
         end = len(self.zxids) if upto is None else bisect.bisect_right(self.zxids, upto)
         return tuple(self.entries[start:end])
 
     def floor(self, zxid):
-        """The largest zxid in the log that is <= zxid, or None."""
+        """The largest zxid in our history that is <= zxid and >= base, or None."""
         i = bisect.bisect_right(self.zxids, zxid)
-        return self.zxids[i - 1] if i else None
+        if i:
+            return self.zxids[i - 1]
+        return self.base if self.base <= zxid else None
 
     @property
     def serving(self):
@@ -130,6 +145,20 @@ class Peer:
     def touch_sessions(self, session_ids):
         self.touched.update(session_ids)
 
+    def snapshotted(self, zxid):
+        """The shell has a durable snapshot at zxid (an applied zxid): keep only
+        a window of the entries it covers."""
+        if zxid > self.applied_zxid:
+            raise ValueError(f"snapshot at {zxid:#x} is past applied {self.applied_zxid:#x}")
+        self.snap_zxid = max(self.snap_zxid, zxid)
+        covered = bisect.bisect_right(self.zxids, self.snap_zxid)
+        drop = covered - self.limits.diff_window
+        if drop > 0:
+            self.base = self.zxids[drop - 1]
+            del self.entries[:drop]
+            del self.zxids[:drop]
+        return self._take()
+
     # -- helpers for the roles ----------------------------------------------
 
     def emit(self, action):
@@ -151,6 +180,9 @@ class Peer:
         self.emit(act.Persist(tuple(entries), self.generation, self.last_zxid))
 
     def truncate(self, zxid):
+        if zxid < self.applied_zxid:
+            # Applied means committed, and ZAB never cuts a committed txn.
+            raise ValueError(f"truncating to {zxid:#x} below applied {self.applied_zxid:#x}")
         i = bisect.bisect_right(self.zxids, zxid)
         del self.entries[i:]
         del self.zxids[i:]
@@ -158,20 +190,18 @@ class Peer:
         self.logged_zxid = min(self.logged_zxid, zxid)
         self.emit(act.Truncate(zxid))
         self.emit(act.Persist((), self.generation, self.last_zxid))
-        if self.applied_zxid > zxid:
-            self.applied_zxid = 0
-            self.emit(act.ResetState())
 
-    def replace(self, entries):
-        self.entries = list(entries)
-        self.zxids = [zxid for zxid, _ in self.entries]
+    def install(self, zxid, snapshot, entries):
+        """The leader's snapshot and log replace ours (SNAP)."""
+        self.snap_zxid = self.base = zxid
+        self.entries = [entry for entry in entries if entry[0] > zxid]
+        self.zxids = [z for z, _ in self.entries]
         self.generation += 1
-        self.logged_zxid = 0
-        self.emit(act.ReplaceLog(tuple(entries)))
+        self.logged_zxid = zxid
+        self.applied_zxid = zxid
+        self.commit_zxid = max(self.commit_zxid, zxid)
+        self.emit(act.InstallSnapshot(zxid, snapshot, tuple(self.entries)))
         self.emit(act.Persist((), self.generation, self.last_zxid))
-        if self.applied_zxid:
-            self.applied_zxid = 0
-            self.emit(act.ResetState())
 
     def save_epochs(self):
         self.emit(act.SaveEpochs(self.accepted_epoch, self.current_epoch))

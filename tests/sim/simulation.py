@@ -16,9 +16,12 @@ actions.py):
   has heard about the old one. Votes alone may also be duplicated and
   reordered (the core must take that).
 * The disk is a FIFO queue: Persists are written later, several at a time
-  (group commit), then reported with `logged`; Truncate, ReplaceLog and
+  (group commit), then reported with `logged`; Truncate, InstallSnapshot and
   SaveEpochs first wait for what is queued, then are durable at once.
   A crash loses the queue and keeps what was written.
+* Servers snapshot their applied history at random and purge as the real
+  one does (keep two, and the log after the older); a short DIFF window
+  then makes lagging followers need a SNAP of a snapshot.
 * A crash can hit between any two actions of a server, so it lands in the
   middle of DIFF/TRUNC/SNAP sync, right after NEWLEADER, and so on.
 
@@ -30,6 +33,7 @@ import heapq
 import itertools
 import random
 from collections import Counter, deque
+import dataclasses
 from dataclasses import dataclass
 
 from nookeeper.zab import actions as act
@@ -50,7 +54,8 @@ from nookeeper.zab.zxid import fmt
 
 TICK = 10  # time units between two ticks of a server; message delays are a few units
 SYNC_MESSAGES = (Diff, Trunc, Snap, NewLeader, AckNewLeader, UpToDate)
-DURABLE_ACTIONS = (act.Truncate, act.ReplaceLog, act.SaveEpochs)
+DURABLE_ACTIONS = (act.Truncate, act.InstallSnapshot, act.SaveEpochs)
+SNAPSHOTS_KEPT = 2
 
 
 class Violation(AssertionError):
@@ -108,6 +113,30 @@ class Disk:
         self.log = []
         self.index = {}  # zxid -> payload, for the log above
         self.queue = deque()
+        # zxid -> the applied entries up to it: a snapshot is the state, and
+        # the state of a replica is the history it applied.
+        self.snapshots = {}
+
+    @property
+    def newest_snapshot(self):
+        return max(self.snapshots, default=0)
+
+    def purge(self):
+        """Keep SNAPSHOTS_KEPT snapshots and the log after the oldest of them."""
+        kept = sorted(self.snapshots)[-SNAPSHOTS_KEPT:]
+        for zxid in list(self.snapshots):
+            if zxid not in kept:
+                del self.snapshots[zxid]
+        if len(kept) == SNAPSHOTS_KEPT:
+            while self.log and self.log[0][0] <= kept[0]:
+                del self.index[self.log.pop(0)[0]]
+
+    def covers(self, zxid, payload):
+        """Whether this disk holds the entry, in its log or in a snapshot."""
+        if self.index.get(zxid) == payload:
+            return True
+        newest = self.newest_snapshot
+        return zxid <= newest and (zxid, payload) in self.snapshots[newest]
 
     def append(self, entries, where):
         for zxid, payload in entries:
@@ -117,7 +146,8 @@ class Disk:
             self.log.append((zxid, payload))
             self.index[zxid] = payload
 
-    def replace(self, entries):
+    def install(self, zxid, snapshot, entries):
+        self.snapshots = {zxid: snapshot} if zxid else {}
         self.log = list(entries)
         self.index = dict(entries)
 
@@ -134,7 +164,7 @@ class Server:
         self.disk = Disk()
         self.peer = None  # None while down
         self.incarnation = 0
-        self.applied = []  # entries applied by this incarnation since the last ResetState
+        self.applied = []  # the history this server's state holds (from a snapshot, then applied)
         self.notices = deque()  # (upto, generation) written but not yet reported
         self.disk_busy = False
         self.leader = None  # from the last RoleChanged
@@ -163,7 +193,9 @@ class Cluster:
         self.n = n
         self.rng = random.Random(seed)
         self.profile = Profile.draw(self.rng) if chaos else Profile()
-        self.limits = limits
+        # A short DIFF window makes lagging followers need a SNAP of a snapshot.
+        self.limits = dataclasses.replace(limits, diff_window=self.rng.choice((1, 4, 30, 10000))) \
+            if chaos else limits
         self.members = tuple(range(1, n + 1))
         self.quorum = n // 2 + 1
         self.servers = {sid: Server(sid) for sid in self.members}
@@ -186,7 +218,7 @@ class Cluster:
         self.trace = deque(maxlen=60)
         self.reasons = Counter()  # why roles changed, to see what a run exercised
         self.stats = dict(events=0, crashes=0, resets=0, partitions=0, writes=0, acked=0,
-                          elections=0, truncs=0, snaps=0, slowest_recovery=0,
+                          elections=0, truncs=0, snaps=0, snaps_of_snapshots=0, snapshots=0, slowest_recovery=0,
                           crashes_mid_actions=0)
         # chaos
         self.chaos = chaos
@@ -277,8 +309,10 @@ class Cluster:
         s = self.servers[sid]
         assert not s.up
         d = s.disk
-        s.peer = Peer(sid, self.members, d.accepted, d.current, list(d.log), self.limits)
-        s.applied = []
+        snap = d.newest_snapshot
+        s.peer = Peer(sid, self.members, d.accepted, d.current, list(d.log), self.limits,
+                      snap_zxid=snap)
+        s.applied = list(d.snapshots[snap]) if snap else []
         s.leader = None
         self._note(f"s{sid} starts: epochs {d.accepted}/{d.current}, "
                    f"last {fmt(d.log[-1][0]) if d.log else '0:0'}")
@@ -345,14 +379,26 @@ class Cluster:
             s.received.append(("Truncate", a.zxid))
             self.stats["truncs"] += 1
             self._note(f"s{sid} truncates after {fmt(a.zxid)}")
-        elif isinstance(a, act.ReplaceLog):
+        elif isinstance(a, act.InstallSnapshot):
             self._flush(s)
-            kept = set(a.entries)
-            self._check_removal(s, [e for e in s.disk.log if e not in kept], "ReplaceLog")
-            s.disk.replace(a.entries)
-            s.received.append(("ReplaceLog", len(a.entries)))
+            snapshot = tuple(a.snapshot)
+            if list(snapshot) != self.history[:len(snapshot)]:
+                raise Violation(f"s{sid}: installs a snapshot at {fmt(a.zxid)} that is not "
+                                f"a prefix of the history")
+            kept = set(a.entries) | set(snapshot)
+            self._check_removal(s, [e for e in s.disk.log if e not in kept], "InstallSnapshot")
+            s.disk.install(a.zxid, snapshot, a.entries)
+            s.applied = list(snapshot)
+            s.received.append(("InstallSnapshot", (a.zxid, len(a.entries))))
             self.stats["snaps"] += 1
-            self._note(f"s{sid} replaces its log ({len(a.entries)} entries)")
+            self.stats["snaps_of_snapshots"] += bool(a.zxid)
+            self._note(f"s{sid} installs a snapshot at {fmt(a.zxid)} "
+                       f"and {len(a.entries)} entries")
+        elif isinstance(a, act.SendSnapshot):
+            snapshot = s.disk.snapshots.get(a.zxid, ()) if a.zxid else ()
+            if a.zxid and a.zxid not in s.disk.snapshots:
+                raise Violation(f"s{sid}: asked to send a snapshot at {fmt(a.zxid)} it lacks")
+            self._send(sid, a.to, Snap(a.epoch, a.zxid, snapshot, a.entries))
         elif isinstance(a, act.SaveEpochs):
             self._flush(s)
             d = s.disk
@@ -363,8 +409,6 @@ class Cluster:
             d.accepted, d.current = a.accepted_epoch, a.current_epoch
         elif isinstance(a, act.Apply):
             self._apply(s, a.entries)
-        elif isinstance(a, act.ResetState):
-            s.applied = []
         elif isinstance(a, act.RoleChanged):
             self._role_changed(s, a)
         elif isinstance(a, act.ProposeForwarded):
@@ -389,7 +433,7 @@ class Cluster:
         for zxid, payload in entries:
             i = len(s.applied)
             entry = (zxid, payload)
-            if s.disk.index.get(zxid) != payload:
+            if not s.disk.covers(zxid, payload):
                 raise Violation(f"s{s.sid} applies {fmt(zxid)} that is not on its own disk")
             if i < len(self.history):
                 if self.history[i] != entry:
@@ -408,7 +452,7 @@ class Cluster:
 
     def _check_on_quorum(self, entry):
         zxid, payload = entry
-        on = [sid for sid, s in self.servers.items() if s.disk.index.get(zxid) == payload]
+        on = [sid for sid, s in self.servers.items() if s.disk.covers(zxid, payload)]
         if len(on) < self.quorum:
             raise Violation(f"committed {fmt(zxid)}={payload!r} is on the disks of {on} only")
 
@@ -448,7 +492,9 @@ class Cluster:
             log = list(s.disk.log)
             for p in s.disk.queue:
                 log.extend(p.entries)
-            if log != s.peer.entries:
+            # Memory holds a window before the newest snapshot, disk what purging kept.
+            cut = max(s.peer.base, log[0][0] - 1 if log else s.peer.base)
+            if [e for e in log if e[0] > cut] != [e for e in s.peer.entries if e[0] > cut]:
                 raise Violation(f"s{s.sid}: in-memory log differs from disk + queue")
             if any(a >= b for a, b in zip(s.peer.zxids, s.peer.zxids[1:])):
                 raise Violation(f"s{s.sid}: log zxids do not increase")
@@ -639,6 +685,8 @@ class Cluster:
             elif r < 0.1 and up:
                 sid = rng.choice(up)
                 self.servers[sid].peer.touch_sessions((sid * 100 + rng.randint(0, 3),))
+            elif r < 0.14 and up:
+                self.snapshot(rng.choice(up))
             else:
                 for _ in range(rng.choice((1, 1, 1, 2, 5))):
                     serving = [sid for sid in up if self.servers[sid].serving]
@@ -663,6 +711,18 @@ class Cluster:
                 self.partition(members[:k], members[k:])
         else:
             self.cut_link(*rng.sample(self.members, 2))
+
+    def snapshot(self, sid):
+        """sid writes its applied state as a snapshot, purges, and tells its core."""
+        s = self.servers[sid]
+        if not s.up or not s.applied:
+            return
+        zxid = s.applied[-1][0]
+        s.disk.snapshots[zxid] = tuple(s.applied)
+        s.disk.purge()
+        self.stats["snapshots"] += 1
+        self._note(f"s{sid} snapshots at {fmt(zxid)}")
+        self._guarded(self.run, sid, s.peer.snapshotted(zxid))
 
     def _victim(self, candidates):
         leaders = [sid for sid in candidates
@@ -720,13 +780,18 @@ class Cluster:
         leader = self.serving_leader()
         if leader is None:
             return False
-        entries = self.servers[leader].peer.entries
+        last = self.servers[leader].peer.last_zxid
+        applied = self.servers[leader].applied
+        cut = max(s.peer.base for s in self.servers.values() if s.up)
+        tails = set()
         for s in self.servers.values():
             if not s.serving or (s.sid != leader and s.leader != leader):
                 return False
-            if len(s.applied) != len(entries) or s.applied != entries or s.peer.entries != entries:
+            if s.applied != applied or s.peer.last_zxid != last or \
+                    (applied[-1][0] if applied else 0) != last:
                 return False
-        return True
+            tails.add(tuple(e for e in s.peer.entries if e[0] > cut))
+        return len(tails) == 1
 
     def settle(self, bound=120):
         """End of a run: heal, restart everyone, and insist the ensemble

@@ -73,7 +73,8 @@ def test_replay():
 def test_the_random_runs_exercise_the_hard_paths():
     """A guard against a harness that stopped hurting: across a few seeds the
     storms must cause crashes (some between two actions of a server), many
-    elections, partitions and TRUNCs, and still acknowledge many writes."""
+    elections, partitions, TRUNCs and SNAPs of a snapshot after the log was
+    compacted, and still acknowledge many writes."""
     totals = {}
     for seed in range(12):
         stats = run_seed(seed, 3 + 2 * (seed % 2)).stats
@@ -82,6 +83,7 @@ def test_the_random_runs_exercise_the_hard_paths():
     assert totals["crashes"] > 100 and totals["crashes_mid_actions"] > 20, totals
     assert totals["elections"] > 30 and totals["partitions"] > 10, totals
     assert totals["truncs"] > 0 and totals["acked"] > 1000, totals
+    assert totals["snapshots"] > 50 and totals["snaps_of_snapshots"] > 0, totals
 
 
 # -- scenarios -------------------------------------------------------------------
@@ -142,7 +144,7 @@ def test_snap_when_the_tail_is_from_an_epoch_the_leader_never_saw():
     c.wait_converged()
     assert c.payloads(second) == committed + later
     assert _sync_messages(c, second, "Snap") and not _sync_messages(c, second, "Trunc")
-    assert ("ReplaceLog", len(committed) + len(later)) in c.servers[second].received
+    assert ("InstallSnapshot", (0, len(committed) + len(later))) in c.servers[second].received
     c.check_writes()
 
 

@@ -60,9 +60,9 @@ MESSAGES = [
     Diff(6, ()),
     Diff(6, LARGE_ENTRIES),
     Trunc(6, 0x5_0000_0002),
-    Snap(6, ENTRIES),
-    Snap(6, ()),
-    Snap(6, LARGE_ENTRIES),
+    Snap(6, 0x500000007, (b"chunk-1", b"", b"chunk-3"), ENTRIES),
+    Snap(6, 0, (), ()),
+    Snap(6, 0x600000001, (bytes(range(256)) * 40,), LARGE_ENTRIES),
     NewLeader(6, 0x6_0000_0000),
     AckNewLeader(6, 0x6_0000_0000),
     UpToDate(6, 0x5_0000_0003),
@@ -113,11 +113,20 @@ def test_tags_are_stable():
 
 
 def test_decoded_collections_are_tuples_of_bytes():
-    snap = decode_body(*_split(encode(Snap(1, ENTRIES))))
+    snap = decode_body(*_split(encode(Snap(1, 5, (b"a", b"b"), ENTRIES))))
+    assert isinstance(snap.snapshot, tuple) and all(isinstance(c, bytes) for c in snap.snapshot)
     assert isinstance(snap.entries, tuple)
     assert all(isinstance(e, tuple) and isinstance(e[1], bytes) for e in snap.entries)
     reply = decode_body(*_split(encode(PingReply(1, 2, (3, 4)))))
     assert isinstance(reply.sessions, tuple)
+
+
+def test_a_snap_may_exceed_the_limit_of_other_frames(monkeypatch):
+    monkeypatch.setattr(peer, "MAX_BODY", 100)
+    big = (b"x" * 500,)
+    assert decode_body(*_split(encode(Snap(1, 5, big, ())))).snapshot == big
+    with pytest.raises(PeerFrameError):
+        encode(Diff(1, ((1, b"x" * 500),)))
 
 
 def test_frame_layout():
@@ -173,7 +182,7 @@ def test_header_must_be_exact(size):
     [
         Vote(1, 3, 5, 2, LOOKING),
         Diff(6, ENTRIES),
-        Snap(6, ENTRIES),
+        Snap(6, 0x500000007, (b"chunk-1", b"", b"chunk-3"), ENTRIES),
         Proposal(6, 1, b"payload"),
         PingReply(6, 1, (1, 2)),
         Request(6, b"req"),
@@ -190,7 +199,7 @@ def test_truncated_body(message):
 
 @pytest.mark.parametrize(
     "message",
-    [LeaderInfo(1), Diff(6, ()), Snap(6, ENTRIES), Proposal(6, 1, b"p"), PingReply(6, 1, ())],
+    [LeaderInfo(1), Diff(6, ()), Snap(6, 0, (), ENTRIES), Proposal(6, 1, b"p"), PingReply(6, 1, ())],
     ids=lambda m: type(m).__name__,
 )
 def test_trailing_bytes(message):
@@ -224,7 +233,9 @@ def test_unencodable_fields():
     with pytest.raises(ValueError):
         encode(Diff(1, ((1, None),)))
     with pytest.raises(ValueError):
-        encode(Snap(1, ((2**63, b""),)))
+        encode(Snap(1, 0, (), ((2**63, b""),)))
+    with pytest.raises(ValueError):
+        encode(Snap(1, 0, (None,), ()))
     with pytest.raises(ValueError):
         encode(PingReply(1, 2, (2**64,)))
     with pytest.raises(TypeError):
