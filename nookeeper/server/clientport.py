@@ -39,6 +39,19 @@ def read_exact(sock, count):
     return bytes(buf)
 
 
+def reader_of(sock):
+    """read(count) through a buffer: pipelined requests arrive in one recv, not two each."""
+    stream = sock.makefile("rb", buffering=65536)
+
+    def read(count):
+        data = stream.read(count)
+        if len(data) != count:
+            raise ClientGone(f"connection closed after {len(data)} of {count} bytes")
+        return data
+
+    return read
+
+
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self):
         node = self.server.node
@@ -51,14 +64,15 @@ class _Handler(socketserver.BaseRequestHandler):
             if head in FOUR_LETTER_CODES:
                 sock.sendall(run_four_letter_word(node, head.decode("ascii")))
                 return
-            payload = self._frame(node, head, peer)
+            payload = self._frame(node, head, peer, lambda n: read_exact(sock, n))
             conn = Connection(node, sock, self.client_address)
             if not node.attach(conn, decode_connect_request(payload)):
                 return
             sock.settimeout(None)
             conn.start_sending()
+            read = reader_of(sock)
             while not conn.closed:
-                payload = self._frame(node, read_exact(sock, 4), peer)
+                payload = self._frame(node, read(4), peer, read)
                 xid, opcode, body = decode_request_header(payload)
                 node.touch_session(conn.session_id)
                 conn.handle(xid, opcode, body)
@@ -79,13 +93,13 @@ class _Handler(socketserver.BaseRequestHandler):
                 conn.close()
                 conn.wait_sent(timeout=5.0)
 
-    def _frame(self, node, head, peer):
+    def _frame(self, node, head, peer, read):
         (length,) = _LENGTH.unpack(head)
         if length < 0 or length > node.config.max_frame_bytes:
             raise BadFrame(
                 f"frame length {length} outside 0..{node.config.max_frame_bytes}"
             )
-        return read_exact(self.request, length)
+        return read(length)
 
 
 class BadFrame(Exception):
