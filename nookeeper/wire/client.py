@@ -12,6 +12,7 @@ from construct import Construct, ConstructError, Container, ValidationError
 
 from nookeeper import txn as _txn
 from nookeeper.errors import MarshallingError, UnimplementedError
+from nookeeper.wire import hotpath
 from nookeeper.wire.jute import (
     Bool,
     Buffer,
@@ -418,6 +419,8 @@ def decode_request(opcode, body):
     """
     if opcode in NO_BODY_OPS:
         return None
+    if opcode in hotpath.REQUEST_DECODERS:
+        return hotpath.decode_request(opcode, body)
     record = REQUEST_RECORDS.get(opcode)
     if record is None:
         raise UnimplementedError(f"unknown opcode {opcode}")
@@ -434,11 +437,12 @@ def encode_request(xid, opcode, request=None):
 
 def encode_reply(xid, zxid, err, opcode=None, body=None):
     """A framed reply; errors and body-less ops get the 16-byte header only."""
-    header = ReplyHeader.build({"xid": xid, "zxid": zxid, "err": err})
+    header = hotpath.reply_header(xid, zxid, err)
     record = RESPONSE_RECORDS.get(opcode)
     if err != 0 or body is None or record is None:
         return frame(header)
-    return frame(header + record.build(body))
+    fast = hotpath.encode_reply_body(opcode, body)
+    return frame(header + (fast if fast is not None else record.build(body)))
 
 
 def decode_reply(payload, opcode=None):
@@ -459,7 +463,5 @@ def decode_reply(payload, opcode=None):
 
 def encode_event(event_type, path, zxid=-1, state=STATE_SYNC_CONNECTED):
     """A framed watch notification (xid -1)."""
-    return frame(
-        ReplyHeader.build({"xid": XID_NOTIFICATION, "zxid": zxid, "err": 0})
-        + WatcherEvent.build({"type": event_type, "state": state, "path": path})
-    )
+    return frame(hotpath.reply_header(XID_NOTIFICATION, zxid, 0)
+                 + hotpath.event_body(event_type, state, path))

@@ -1,0 +1,188 @@
+"""Hand-packed codecs for the records nearly every request touches.
+
+construct's generic parser costs tens of microseconds a record, which on a
+busy server is most of the time spent per request. The handful of requests
+and replies that make up almost all traffic (create, delete, exists,
+getData, setData, getChildren and their replies, the reply header, watch
+events) are read and written here with ``struct``; everything else still
+goes through the construct records in wire/client.py, which stay the schema.
+Results are the same Containers with the same field names, and the same
+inputs are refused (tests/unit/test_wire_hotpath.py holds the two to it).
+"""
+
+import struct
+
+from construct import Container
+
+from nookeeper.errors import MarshallingError
+from nookeeper.wire.jute import MAX_ELEMENTS, MAX_LENGTH
+
+_INT = struct.Struct(">i")
+REPLY_HEADER = struct.Struct(">iqi")
+STAT = struct.Struct(">qqqqiiiqiiq")
+_EVENT = struct.Struct(">ii")
+
+CREATE, DELETE, EXISTS, GET_DATA, SET_DATA, SET_ACL = 1, 2, 3, 4, 5, 7
+GET_CHILDREN, GET_CHILDREN2, CREATE2, CREATE_CONTAINER, CREATE_TTL = 8, 12, 15, 19, 21
+
+
+class _Reader:
+    __slots__ = ("data", "at")
+
+    def __init__(self, data):
+        self.data = data
+        self.at = 0
+
+    def int(self):
+        try:
+            (value,) = _INT.unpack_from(self.data, self.at)
+        except struct.error:
+            raise MarshallingError("record ends inside an int") from None
+        self.at += 4
+        return value
+
+    def bool(self):
+        if self.at >= len(self.data):
+            raise MarshallingError("record ends inside a bool")
+        value = self.data[self.at] != 0
+        self.at += 1
+        return value
+
+    def _length(self, cap):
+        length = self.int()
+        if length == -1:
+            return None
+        if length < -1 or length > cap:
+            raise MarshallingError(f"length {length} out of range")
+        return length
+
+    def buffer(self):
+        length = self._length(MAX_LENGTH)
+        if length is None:
+            return None
+        value = self.data[self.at:self.at + length]
+        if len(value) != length:
+            raise MarshallingError("record ends inside a buffer")
+        self.at += length
+        return value
+
+    def ustring(self):
+        raw = self.buffer()
+        if raw is None:
+            return None
+        try:
+            return raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise MarshallingError(f"bad UTF-8: {exc}") from None
+
+    def acls(self):
+        count = self._length(MAX_ELEMENTS)
+        if count is None:
+            return None
+        acls = []
+        for _ in range(count):
+            perms = self.int()
+            scheme = self.ustring()
+            ident = self.ustring()
+            acls.append(Container(perms=perms, id=Container(scheme=scheme, id=ident)))
+        return acls
+
+
+def _path_watch(r):
+    return Container(path=r.ustring(), watch=r.bool())
+
+
+def _set_data(r):
+    return Container(path=r.ustring(), data=r.buffer(), version=r.int())
+
+
+def _delete(r):
+    return Container(path=r.ustring(), version=r.int())
+
+
+def _create(r):
+    return Container(path=r.ustring(), data=r.buffer(), acl=r.acls(), flags=r.int())
+
+
+REQUEST_DECODERS = {
+    EXISTS: _path_watch,
+    GET_DATA: _path_watch,
+    GET_CHILDREN: _path_watch,
+    GET_CHILDREN2: _path_watch,
+    SET_DATA: _set_data,
+    DELETE: _delete,
+    CREATE: _create,
+    CREATE2: _create,
+    CREATE_CONTAINER: _create,
+}
+
+
+def decode_request(opcode, body):
+    """The request record, or None when `opcode` has no fast decoder."""
+    decode = REQUEST_DECODERS.get(opcode)
+    if decode is None:
+        return None
+    return decode(_Reader(bytes(body)))
+
+
+# ---- replies ----------------------------------------------------------------
+
+def _stat(stat):
+    return STAT.pack(stat["czxid"], stat["mzxid"], stat["ctime"], stat["mtime"],
+                     stat["version"], stat["cversion"], stat["aversion"],
+                     stat["ephemeralOwner"], stat["dataLength"], stat["numChildren"],
+                     stat["pzxid"])
+
+
+def _buffer(data):
+    if data is None:
+        return b"\xff\xff\xff\xff"
+    data = bytes(data)
+    return _INT.pack(len(data)) + data
+
+
+def _ustring(text):
+    if text is None:
+        return b"\xff\xff\xff\xff"
+    raw = text.encode("utf-8", "surrogatepass")
+    return _INT.pack(len(raw)) + raw
+
+
+def _strings(items):
+    if items is None:
+        return b"\xff\xff\xff\xff"
+    items = list(items)
+    return _INT.pack(len(items)) + b"".join(_ustring(item) for item in items)
+
+
+REPLY_ENCODERS = {
+    EXISTS: _stat,
+    SET_DATA: _stat,
+    SET_ACL: _stat,
+    GET_DATA: lambda body: _buffer(body["data"]) + _stat(body["stat"]),
+    CREATE: lambda body: _ustring(body["path"]),
+    CREATE2: lambda body: _ustring(body["path"]) + _stat(body["stat"]),
+    CREATE_CONTAINER: lambda body: _ustring(body["path"]) + _stat(body["stat"]),
+    CREATE_TTL: lambda body: _ustring(body["path"]) + _stat(body["stat"]),
+    GET_CHILDREN: lambda body: _strings(body["children"]),
+    GET_CHILDREN2: lambda body: _strings(body["children"]) + _stat(body["stat"]),
+}
+
+
+def encode_reply_body(opcode, body):
+    """The reply record's bytes, or None when `opcode` has no fast encoder."""
+    encode = REPLY_ENCODERS.get(opcode)
+    if encode is None:
+        return None
+    try:
+        return encode(body)
+    except (struct.error, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"cannot encode the reply to opcode {opcode}: {exc!r}") from exc
+
+
+def reply_header(xid, zxid, err):
+    return REPLY_HEADER.pack(xid, zxid, err)
+
+
+def event_body(event_type, state, path):
+    return _EVENT.pack(event_type, state) + _ustring(path)
