@@ -14,7 +14,7 @@ setup(
     description="A ZooKeeper-compatible coordination service in Python",
     packages=find_packages(include=["nookeeper", "nookeeper.*"]),
     python_requires=">=3.11",
-    install_requires=["construct", "sqlite-utils", "pyyaml"],
+    install_requires=["construct", "sqlite-utils", "pyyaml", "prometheus-client"],
     extras_require={"test": ["pytest", "pytest-timeout", "kazoo"]},
     scripts=["bin/nookeeper-server", "bin/nk-ensemble"],
 )

@@ -36,6 +36,7 @@ from nookeeper.wire.client import (
     encode_event,
     encode_reply,
 )
+from nookeeper.zab.zxid import fmt
 
 log = logging.getLogger("nookeeper.connection")
 
@@ -52,6 +53,21 @@ OP_TAGS = {
     OpCode.SYNC: "SYNC", OpCode.PING: "PING", OpCode.MULTI: "MULT",
     OpCode.MULTI_READ: "MLTR", OpCode.AUTH: "AUTH", OpCode.SET_WATCHES: "SETW",
     OpCode.SET_WATCHES2: "SETW", CLOSE_SESSION: "CLOS",
+}
+
+# ZooKeeper's names for request types (Request.op2String), the op label of the metrics.
+OP_NAMES = {
+    OpCode.CREATE: "create", OpCode.CREATE2: "create2", OpCode.CREATE_CONTAINER: "createContainer",
+    OpCode.CREATE_TTL: "createTTL", OpCode.DELETE: "delete", OpCode.EXISTS: "exists",
+    OpCode.GET_DATA: "getData", OpCode.SET_DATA: "setData", OpCode.GET_ACL: "getACL",
+    OpCode.SET_ACL: "setACL", OpCode.GET_CHILDREN: "getChildren",
+    OpCode.GET_CHILDREN2: "getChildren2", OpCode.SYNC: "sync", OpCode.PING: "ping",
+    OpCode.MULTI: "multi", OpCode.MULTI_READ: "multiRead", OpCode.CHECK: "check",
+    OpCode.RECONFIG: "reconfig", OpCode.CHECK_WATCHES: "checkWatches",
+    OpCode.REMOVE_WATCHES: "removeWatches", OpCode.GET_EPHEMERALS: "getEphemerals",
+    OpCode.GET_ALL_CHILDREN_NUMBER: "getAllChildrenNumber", OpCode.WHO_AM_I: "whoAmI",
+    OpCode.ADD_WATCH: "addWatch", OpCode.AUTH: "auth", OpCode.SET_WATCHES: "setWatches",
+    OpCode.SET_WATCHES2: "setWatches2", OpCode.SASL: "sasl", CLOSE_SESSION: "closeSession",
 }
 
 _CLOSE = object()
@@ -175,7 +191,7 @@ class Connection:
     def handle(self, xid, opcode, body):
         """Route one request; replies are queued in arrival order."""
         self.received += 1
-        self.node.stats.received += 1
+        self.node.stats.packet_received()
         self.last_op = OP_TAGS.get(opcode, "UNKN")
         if xid > 0:
             self.last_cxid = xid
@@ -225,15 +241,16 @@ class Connection:
         if not self.node.session_is_live(self.session_id):
             self._error(xid, opcode, SessionExpiredError(), received)
             return
-        self._ordered(self._write_item(xid, opcode, request, received))
+        self._ordered(self._write_item(xid, opcode, request, received, request_bytes=body))
 
-    def _write_item(self, xid, opcode, request, received, close_after=False):
+    def _write_item(self, xid, opcode, request, received, close_after=False, request_bytes=None):
         item = _Pending(xid, opcode, True, None, received, close_after=close_after)
 
         def start():
             self.node.submit_write(
                 self.session_id, xid, opcode, tuple(self.ids), request,
                 done=lambda txn, outcome: self._write_done(item, txn, outcome),
+                request_bytes=request_bytes,
             )
 
         item.start = start
@@ -296,6 +313,7 @@ class Connection:
         if packet is None or packet.scheme not in ("digest", "ip"):
             scheme = None if packet is None else packet.scheme
             log.warning("%r: auth with unsupported scheme %r; closing", self, scheme)
+            self.node.stats.failed_auth()
             self._ordered(_Pending(
                 XID_AUTH, OpCode.AUTH, False,
                 lambda: encode_reply(XID_AUTH, 0, AuthFailedError.code), received,
@@ -332,7 +350,8 @@ class Connection:
     def _write_done(self, item, txn, outcome):
         with self._order_lock:
             if not self._pending or self._pending[0] is not item:
-                log.error("%r: reply for xid %d out of order; closing", self, item.xid)
+                log.error("%r: reply for xid %d (zxid %s) out of order; closing", self, item.xid,
+                          "none" if txn is None else fmt(txn.zxid))
                 self.close(flush=False)
                 return
             self._pending.popleft()
@@ -350,15 +369,17 @@ class Connection:
                 self._finish(read, read.run())
 
     def _finish(self, item, reply):
-        self.send(reply)
-        latency = int((time.perf_counter() - item.received) * 1000)
+        """Counted before it is queued, so a client that has its reply sees it counted."""
+        seconds = time.perf_counter() - item.received
+        latency = int(seconds * 1000)
         self.last_latency = latency
         self.last_response_ms = int(time.time() * 1000)
         self.replies += 1
         self.total_latency += latency
         self.max_latency = max(self.max_latency, latency)
         self.min_latency = latency if self.min_latency is None else min(self.min_latency, latency)
-        self.node.stats.record(latency, len(reply))
+        self.node.stats.record(OP_NAMES.get(item.opcode, "unknown"), seconds, len(reply))
+        self.send(reply)
         if item.close_after:
             self.close()
 

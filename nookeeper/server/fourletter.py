@@ -11,6 +11,7 @@ import sys
 import time
 
 from nookeeper import ZOOKEEPER_COMPAT_VERSION, __version__
+from nookeeper.server.metrics import leader_followers
 
 WORDS = (
     "ruok", "isro", "srvr", "stat", "mntr", "conf", "cons", "envi",
@@ -83,38 +84,64 @@ def _cons(node):
 
 
 def _mntr(node):
+    """ZooKeeper 3.8's keys where we have the quantity, then nookeeper's own (zk_wal_*, ...)."""
     stats = node.stats
+    writer = node.replication.writer
     with node.tree_lock:
         tree = node.tree
-        metrics = [
-            ("version", VERSION_LINE),
-            ("server_state", node.mode),
-            ("ephemerals_count", tree.ephemeral_count),
-            ("num_alive_connections", len(node.connections())),
-            ("avg_latency", _fmt_avg(stats.avg_latency)),
-            ("outstanding_requests", node.outstanding()),
+        tree_metrics = [
             ("znode_count", tree.node_count + 1),
-            ("global_sessions", len(tree.sessions)),
-            ("last_client_response_size", stats.last_response_size),
-            ("packets_sent", stats.sent),
-            ("packets_received", stats.received),
-            ("max_client_response_size", stats.max_response_size),
             ("watch_count", node.watches.count),
-            ("auth_failed_count", stats.auth_failed),
-            ("min_latency", stats.min_latency or 0),
+            ("ephemerals_count", tree.ephemeral_count),
             ("approximate_data_size", tree.approximate_data_size),
-            ("open_file_descriptor_count", _open_fds()),
-            ("max_file_descriptor_count", _max_fds()),
-            ("uptime", int((time.time() - node.started_at) * 1000)),
-            ("max_latency", stats.max_latency),
-            ("last_zxid", f"{tree.last_zxid:#x}"),
-            ("wal_batches", node.replication.writer.batches),
-            ("wal_logged_txns", node.replication.writer.logged),
-            ("wal_last_batch_size", node.replication.writer.last_batch_size),
-            ("peer_state", node.mode),
-            ("epoch", node.epoch),
-            ("zab_last_logged_zxid", f"{node.replication.core.logged_zxid:#x}"),
+            ("global_sessions", len(tree.sessions)),
+            ("local_sessions", 0),
         ]
+        last_zxid = tree.last_zxid
+    metrics = [
+        ("version", VERSION_LINE),
+        ("server_state", node.mode),
+        ("avg_latency", _fmt_avg(stats.avg_latency)),
+        ("max_latency", stats.max_latency),
+        ("min_latency", stats.min_latency or 0),
+        ("packets_received", stats.received),
+        ("packets_sent", stats.sent),
+        ("num_alive_connections", len(node.connections())),
+        ("outstanding_requests", node.outstanding()),
+        ("uptime", int((time.time() - node.started_at) * 1000)),
+        *tree_metrics,
+        ("open_file_descriptor_count", _open_fds()),
+        ("max_file_descriptor_count", _max_fds()),
+        ("last_client_response_size", stats.last_response_size),
+        ("max_client_response_size", stats.max_response_size),
+        ("min_client_response_size", stats.min_response_size or 0),
+        ("auth_failed_count", stats.auth_failed),
+    ]
+    if not node.replication.standalone:
+        metrics.append(("quorum_size", len(node.config.members)))
+    if node.mode == "leader":
+        learners, synced = leader_followers(node)
+        metrics += [
+            ("learners", learners),
+            ("followers", learners),  # the name before ZooKeeper 3.6, still read by monitors
+            ("synced_followers", synced),
+            ("synced_non_voting_followers", 0),
+            ("synced_observers", 0),
+            # The leader answers a follower's sync at once, so none ever waits.
+            ("pending_syncs", 0),
+        ]
+    metrics += stats.fsync_ms.mntr_pairs("fsynctime")
+    metrics += stats.batch_txns.mntr_pairs("sync_processor_batch_size")
+    metrics += stats.proposal_ms.mntr_pairs("proposal_commit_latency")
+    metrics += [
+        ("last_zxid", f"{last_zxid:#x}"),
+        ("wal_batches", writer.batches),
+        ("wal_logged_txns", writer.logged),
+        ("wal_last_batch_size", writer.last_batch_size),
+        ("peer_state", node.mode),
+        ("epoch", node.epoch),
+        ("zab_last_logged_zxid", f"{node.replication.core.logged_zxid:#x}"),
+    ]
     return "".join(f"zk_{key}\t{value}\n" for key, value in metrics)
 
 

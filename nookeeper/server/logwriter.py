@@ -13,7 +13,8 @@ import threading
 import time
 
 from nookeeper.wal import LogRecord
-from nookeeper.wire.txn import decode_txn
+from nookeeper.wire.txn import txn_header
+from nookeeper.zab.zxid import fmt
 
 log = logging.getLogger("nookeeper.logwriter")
 
@@ -21,9 +22,8 @@ _STOP = object()
 
 
 def to_record(zxid, payload):
-    txn = decode_txn(payload)
-    return LogRecord(zxid=zxid, time=txn.time, session=txn.session, cxid=txn.cxid,
-                     type=txn.type, body=payload)
+    _zxid, time_ms, session, cxid, type_ = txn_header(payload)
+    return LogRecord(zxid=zxid, time=time_ms, session=session, cxid=cxid, type=type_, body=payload)
 
 
 class LogWriter:
@@ -38,6 +38,8 @@ class LogWriter:
         self.logged = 0
         self.last_batch_size = 0
         self.fsync_ms_total = 0.0
+        # on_batch(seconds, txns) after each group commit: the server's stats.
+        self.on_batch = None
 
     def start(self):
         self._thread.start()
@@ -91,9 +93,11 @@ class LogWriter:
             try:
                 self._wal.append(records)
             except Exception as exc:
-                self._on_fatal(f"write-ahead log append failed: {exc!r}")
+                span = f" of zxids {fmt(records[0].zxid)}..{fmt(records[-1].zxid)}" if records else ""
+                self._on_fatal(f"write-ahead log append{span} failed: {exc!r}")
                 return
-            self.fsync_ms_total += (time.perf_counter() - started) * 1000
+            seconds = time.perf_counter() - started
+            self.fsync_ms_total += seconds * 1000
             if records:
                 self.batches += 1
                 self.logged += len(records)
@@ -102,3 +106,5 @@ class LogWriter:
             # batch, so the last report covers the whole batch.
             _, _, generation, upto = batch[-1]
             self._on_logged(upto, generation)
+            if records and self.on_batch is not None:
+                self.on_batch(seconds, len(records))

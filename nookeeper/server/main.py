@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import logging.handlers
 import signal
 import sys
 import threading
@@ -9,12 +10,20 @@ import threading
 from nookeeper.config import ConfigError, load_config
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s [server {sid}] %(name)s: %(message)s"
+
+
 def _configure_logging(config):
-    handler = (logging.FileHandler(config.log_file) if config.log_file
-               else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s server {config.server_id} %(levelname)s %(name)s: %(message)s"
-    ))
+    """Every line names the server, so the logs of an ensemble can be merged.
+
+    With log_file the log goes there only, as ZooKeeper's does to its log
+    file; the file is reopened if moved away (logrotate). Without it, stderr.
+    """
+    if config.log_file:
+        handler = logging.handlers.WatchedFileHandler(config.log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT.format(sid=config.server_id)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.log_level)
@@ -31,7 +40,13 @@ def main(argv=None):
     except ConfigError as exc:
         print(f"nookeeper-server: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(config)
+    try:
+        _configure_logging(config)
+    except OSError as exc:
+        print(f"nookeeper-server: {args.config}: log_file: cannot open: {exc}", file=sys.stderr)
+        return 2
+    from nookeeper.server.metrics import make_registry
+    from nookeeper.server.metricsport import MetricsPort
     from nookeeper.server.node import ServerNode
 
     try:
@@ -39,15 +54,27 @@ def main(argv=None):
     except OSError as exc:
         print(f"nookeeper-server: {args.config}: cannot start: {exc}", file=sys.stderr)
         return 1
+    metrics = None
+    if config.metrics_port is not None:
+        try:
+            metrics = MetricsPort(config.metrics_host, config.metrics_port, make_registry(node))
+        except OSError as exc:
+            print(f"nookeeper-server: {args.config}: metrics_address: cannot listen on "
+                  f"{config.metrics_host}:{config.metrics_port}: {exc}", file=sys.stderr)
+            return 1
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     node.start()
+    if metrics is not None:
+        metrics.start()
     host, port = node.client_address
     print(f"nookeeper server {config.server_id}: client port {host}:{port}, "
           f"data in {config.data_dir}", flush=True)
     stop.wait()
     logging.getLogger("nookeeper.node").info("stopping on signal")
+    if metrics is not None:
+        metrics.stop()
     node.stop()
     return 0
 

@@ -60,6 +60,7 @@ class ServerNode:
             ((_now_ms() << 24) & _U64) >> 8 | (config.server_id << 56)
         )
         self.replication = Replication(self, self.wal)
+        self.replication.writer.on_batch = self.stats.wal_batch
         self.client_port = make_client_port(self, config.client_host, config.client_port)
         self._threads = []
 
@@ -110,6 +111,7 @@ class ServerNode:
             for event_type, path in outcome.events:
                 for conn in self.watches.trigger(event_type, path):
                     conn.send_event(event_type, path)
+        self.stats.applied(txn.zxid)
         if txn.type == CREATE_SESSION and outcome.err == 0:
             with self._lock:
                 self.sessions.track(txn.session, txn.request.timeOut, _now_ms())
@@ -155,8 +157,8 @@ class ServerNode:
             conn.close(flush=False)
         log.warning("not serving clients: no leader; closed %d client connections", len(conns))
 
-    def submit_write(self, session, cxid, txn_type, ids, request, done=None):
-        self.replication.submit(session, cxid, txn_type, ids, request, done)
+    def submit_write(self, session, cxid, txn_type, ids, request, done=None, request_bytes=None):
+        self.replication.submit(session, cxid, txn_type, ids, request, done, request_bytes)
 
     def submit_sync(self, done):
         self.replication.sync(done)

@@ -24,7 +24,7 @@ from nookeeper.snapshot import CorruptSnapshot
 from nookeeper.snapstore import SnapshotStore
 from nookeeper.tree import DataTree
 from nookeeper.txn import Txn
-from nookeeper.wire.txn import decode_txn, encode_txn
+from nookeeper.wire.txn import decode_txn, encode_txn, stamp
 from nookeeper.zab import actions as act
 from nookeeper.zab.messages import FOLLOWING, LEADING, LOOKING, Snap
 from nookeeper.zab.peer import Limits, Peer
@@ -75,6 +75,7 @@ class Replication:
         self._waiting = {}
         self._waiting_lock = threading.Lock()
         self._syncs = {}
+        self._local = {}  # zxid -> Txn this leader proposed and has not applied yet
         self._sync_waits = []
         self._next_sync = 0
         self._stopping = threading.Event()
@@ -152,14 +153,18 @@ class Replication:
         while not self._stopping.wait(looking if self.role == LOOKING else normal):
             self._events.put(("tick",))
 
-    def submit(self, session, cxid, txn_type, ids, request, done=None):
-        """A client write: done(txn, outcome) runs on the apply thread once it is applied here."""
+    def submit(self, session, cxid, txn_type, ids, request, done=None, request_bytes=None):
+        """A client write: done(txn, outcome) runs on the apply thread once it is applied here.
+
+        Encoded here, on the caller's thread, so the ZAB thread only stamps it;
+        request_bytes is the request as the client sent it, if at hand."""
         txn = Txn(zxid=0, time=0, session=session, cxid=cxid, type=txn_type,
                   ids=tuple(ids), request=request)
+        payload = encode_txn(txn, request_bytes)
         if done is not None:
             with self._waiting_lock:
                 self._waiting.setdefault((session, cxid), collections.deque()).append(done)
-        self._events.put(("write", txn))
+        self._events.put(("write", txn, payload))
 
     def sync(self, done):
         """done() runs once this server has applied everything the leader had proposed."""
@@ -190,7 +195,7 @@ class Replication:
             elif kind == "disconnected":
                 actions = core.disconnected(event[1])
             elif kind == "write":
-                actions = self._write(event[1])
+                actions = self._write(event[1], event[2])
             elif kind == "sync":
                 self._next_sync += 1
                 self._syncs[self._next_sync] = event[1]
@@ -211,21 +216,21 @@ class Replication:
         threading.Thread(target=self.snapshotter.purge, name="purge", daemon=True).start()
         return actions
 
-    def _write(self, txn):
+    def _write(self, txn, payload):
         core = self.core
         if core.role == LEADING:
-            return self._propose(txn)
+            return self._propose(payload, txn)
         if core.role == FOLLOWING:
-            return core.forward(encode_txn(txn))
+            return core.forward(payload)
         return []
 
-    def _propose(self, txn):
+    def _propose(self, payload, txn=None):
+        """Stamps a write; our own decoded txn is kept so applying it here decodes nothing."""
         now = int(time.time() * 1000)
-
-        def stamp(zxid):
-            return encode_txn(dataclasses.replace(txn, zxid=zxid, time=now))
-
-        _zxid, actions = self.core.propose(stamp)
+        zxid, actions = self.core.propose(lambda zxid: stamp(payload, zxid, now))
+        if zxid is not None and txn is not None:
+            self._local[zxid] = dataclasses.replace(txn, zxid=zxid, time=now)
+        self.node.stats.proposed(zxid)
         return actions
 
     def _execute(self, actions):
@@ -238,7 +243,7 @@ class Replication:
             elif kind is act.Apply:
                 self._applies.put(("apply", action.entries))
             elif kind is act.ProposeForwarded:
-                self._execute(self._propose(decode_txn(action.payload)))
+                self._execute(self._propose(action.payload))
             elif kind is act.SessionsAlive:
                 self.node.sessions_alive(action.sessions)
             elif kind is act.SyncDone:
@@ -288,6 +293,7 @@ class Replication:
         else:
             log.info("elected: %s, leader %d; synchronising", name, action.leader)
         if was_serving and not action.serving:
+            self._local.clear()
             self._applies.put(("stop-serving",))
         if action.serving:
             self._applies.put(("serving", action.role == LEADING))
@@ -302,8 +308,9 @@ class Replication:
                 return
             kind = item[0]
             if kind == "apply":
-                for _zxid, payload in item[1]:
-                    txn = decode_txn(payload)
+                local = self._local
+                for zxid, payload in item[1]:
+                    txn = local.pop(zxid, None) or decode_txn(payload)
                     outcome = node.apply_txn(txn)
                     self._complete(txn, outcome)
                 self._release_syncs()
