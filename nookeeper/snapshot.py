@@ -30,7 +30,7 @@ import zlib
 from typing import Iterable, Iterator, NamedTuple
 
 from nookeeper import acl
-from nookeeper.tree import DataTree, Node, SessionInfo
+from nookeeper.tree import NO_CHILDREN, DataTree, Node, SessionInfo
 
 MAGIC = b"NKSNAP1\n"
 _HEAD = struct.Struct(">qqi")
@@ -219,7 +219,7 @@ def _decode_nodes(chunk, nodes):
         node.czxid, node.mzxid, node.pzxid = czxid, mzxid, pzxid
         node.ctime, node.mtime, node.version, node.aversion = ctime, mtime, version, aversion
         node.ephemeral_owner, node.child_creates = owner, creates
-        node.children = set()
+        node.children = NO_CHILDREN
         if not 0 <= acl_at < len(acl_lists) or path_len < 0 or len(path) != path_len:
             raise CorruptSnapshot("a node record points outside its chunk")
         node.acl = acl_lists[acl_at]
