@@ -14,7 +14,7 @@ import socket
 import socketserver
 import threading
 
-from nookeeper.server.clientport import ClientGone, read_exact
+from nookeeper.server.clientport import ClientGone, read_exact, reader_of
 from nookeeper.wire import peer as frames
 
 log = logging.getLogger("nookeeper.peerport")
@@ -66,9 +66,10 @@ class _Link:
 
     def read_loop(self):
         try:
+            read = reader_of(self.sock)
             while not self.closed:
-                tag, length = frames.decode_header(read_exact(self.sock, frames.HEADER_SIZE))
-                message = frames.decode_body(tag, read_exact(self.sock, length))
+                tag, length = frames.decode_header(read(frames.HEADER_SIZE))
+                message = frames.decode_body(tag, read(length))
                 self.port.on_message(self.sid, message)
         except ClientGone:
             self.close("peer closed the link")

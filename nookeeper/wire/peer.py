@@ -185,6 +185,47 @@ BODIES = {
 }
 TAGS = {cls: tag for tag, (cls, _) in BODIES.items()}
 
+# Broadcast sends a Proposal, an Ack and a Commit per write, so these three
+# are packed with struct; the construct records above stay their definition
+# and tests hold the two to the same bytes.
+_HEADER = struct.Struct(">4sBBI")
+_PAIR = struct.Struct(">qq")
+_PROPOSAL = struct.Struct(">qqI")
+_PAIRS = {Ack: TAGS[Ack], Commit: TAGS[Commit]}
+_PAIR_CLASSES = {tag: cls for cls, tag in _PAIRS.items()}
+_PROPOSAL_TAG = TAGS[Proposal]
+
+
+def _encode_broadcast(message):
+    kind = type(message)
+    try:
+        if kind is Proposal:
+            payload = message.payload
+            body = _PROPOSAL.pack(message.epoch, message.zxid, len(payload)) + payload
+            tag = _PROPOSAL_TAG
+        else:
+            body = _PAIR.pack(message.epoch, message.zxid)
+            tag = _PAIRS[kind]
+    except (struct.error, TypeError) as exc:
+        raise ValueError(f"cannot encode {kind.__name__}: {exc}") from exc
+    if len(body) > MAX_BODY:
+        raise PeerFrameError(f"body of {len(body)} bytes exceeds {MAX_BODY}")
+    return _HEADER.pack(MAGIC, VERSION, tag, len(body)) + body
+
+
+def _decode_broadcast(tag, body):
+    if tag == _PROPOSAL_TAG:
+        if len(body) < _PROPOSAL.size:
+            raise PeerFrameError(f"malformed body: Proposal of {len(body)} bytes")
+        epoch, zxid, length = _PROPOSAL.unpack_from(body)
+        if len(body) != _PROPOSAL.size + length:
+            raise PeerFrameError(f"malformed body: Proposal payload of {length} bytes "
+                                 f"in a body of {len(body)}")
+        return Proposal(epoch, zxid, bytes(body[_PROPOSAL.size:]))
+    if len(body) != _PAIR.size:
+        raise PeerFrameError(f"malformed body: {_PAIR_CLASSES[tag].__name__} of {len(body)} bytes")
+    return _PAIR_CLASSES[tag](*_PAIR.unpack(body))
+
 
 def _build(record, values, name):
     try:
@@ -212,6 +253,8 @@ def encode(message) -> bytes:
     A field that does not fit its wire type is a ValueError: a bug on this
     side, not something a peer did.
     """
+    if type(message) is Proposal or type(message) in _PAIRS:
+        return _encode_broadcast(message)
     tag = TAGS.get(type(message))
     if tag is None:
         raise TypeError(f"not a peer message: {type(message).__name__}")
@@ -223,16 +266,16 @@ def decode_header(data: bytes):
     """(type tag, body length) from exactly HEADER_SIZE bytes."""
     if len(data) != HEADER_SIZE:
         raise PeerFrameError(f"header needs {HEADER_SIZE} bytes, got {len(data)}")
-    header = Header.parse(data)
-    if header.magic != MAGIC:
-        raise PeerFrameError(f"bad magic {header.magic!r}: not a nookeeper peer")
-    if header.version != VERSION:
-        raise PeerFrameError(f"peer protocol version {header.version}, expected {VERSION}")
-    if header.type != HELLO and header.type not in BODIES:
-        raise PeerFrameError(f"unknown frame type {header.type}")
-    if header.length > _max_body(header.type):
-        raise PeerFrameError(f"body of {header.length} bytes exceeds {_max_body(header.type)}")
-    return header.type, header.length
+    magic, version, tag, length = _HEADER.unpack(data)
+    if magic != MAGIC:
+        raise PeerFrameError(f"bad magic {magic!r}: not a nookeeper peer")
+    if version != VERSION:
+        raise PeerFrameError(f"peer protocol version {version}, expected {VERSION}")
+    if tag != HELLO and tag not in BODIES:
+        raise PeerFrameError(f"unknown frame type {tag}")
+    if length > _max_body(tag):
+        raise PeerFrameError(f"body of {length} bytes exceeds {_max_body(tag)}")
+    return tag, length
 
 
 def _parse(record, body):
@@ -246,6 +289,8 @@ def decode_body(type_tag: int, body: bytes):
     """The message dataclass; entries and sessions come back as tuples."""
     if type_tag == HELLO:
         raise PeerFrameError("Hello is only valid as a connection's first frame")
+    if type_tag == _PROPOSAL_TAG or type_tag in _PAIR_CLASSES:
+        return _decode_broadcast(type_tag, body)
     if type_tag not in BODIES:
         raise PeerFrameError(f"unknown frame type {type_tag}")
     cls, record = BODIES[type_tag]

@@ -18,6 +18,7 @@ from construct import ConstructError, Error, Pass, Switch, this
 
 from nookeeper.errors import MarshallingError
 from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION, Txn
+from nookeeper.wire import hotpath
 from nookeeper.wire.client import REQUEST_RECORDS, CreateSessionTxn, Id
 from nookeeper.wire.jute import Int, Long, Record, Vector
 
@@ -43,6 +44,9 @@ TxnRecord = Record(
 
 
 _HEADER = struct.Struct(">qqqii")
+# Txn types whose request hotpath reads (what a follower applies most).
+_HOT_TYPES = frozenset({hotpath.CREATE, hotpath.CREATE2, hotpath.CREATE_CONTAINER,
+                        hotpath.DELETE, hotpath.SET_DATA})
 _STAMP = struct.Struct(">qq")
 _LENGTH = struct.Struct(">i")
 
@@ -110,10 +114,13 @@ def decode_txn(data: bytes) -> Txn:
             scheme, offset = _read_ustring(data, offset)
             ident, offset = _read_ustring(data, offset)
             ids.append((scheme, ident))
-        body = TXN_BODIES.get(type_)
-        if body is None:
-            raise MarshallingError(f"no txn body for type {type_}")
-        request = body.parse(data[offset:])
+        if type_ in _HOT_TYPES:
+            request = hotpath.decode_request(type_, data[offset:])
+        else:
+            body = TXN_BODIES.get(type_)
+            if body is None:
+                raise MarshallingError(f"no txn body for type {type_}")
+            request = body.parse(data[offset:])
     except (struct.error, UnicodeDecodeError, ConstructError) as exc:
         raise MarshallingError(str(exc)) from exc
     if isinstance(request, dict):

@@ -274,3 +274,20 @@ def test_hello_rejects_foreign_and_damaged():
         decode_hello(_header(tag=peer.HELLO, length=len(bad_utf8)) + bad_utf8)
     with pytest.raises(ValueError):
         encode_hello(-1, "cluster")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [m for m in MESSAGES if type(m) in (Proposal, Ack, Commit)] + [Ack(MIN64, -1), Commit(0, 0)],
+    ids=lambda m: type(m).__name__,
+)
+def test_broadcast_fast_path_matches_the_schema(message):
+    """Proposal, Ack and Commit are packed by hand; the construct record stays the truth."""
+    tag = peer.TAGS[type(message)]
+    record = peer.BODIES[tag][1]
+    body = record.build({"epoch": message.epoch, "zxid": message.zxid,
+                         **({"payload": message.payload} if type(message) is Proposal else {})})
+    assert encode(message) == peer.Header.build(
+        {"magic": b"NKZB", "version": 1, "type": tag, "length": len(body)}) + body
+    assert decode_body(tag, body) == message
+    assert decode_body(tag, bytearray(body)) == message
