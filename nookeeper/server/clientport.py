@@ -59,6 +59,8 @@ class _Handler(socketserver.BaseRequestHandler):
         peer = f"{self.client_address[0]}:{self.client_address[1]}"
         conn = None
         try:
+            # Replies and watch events are small: send each at once, as ZooKeeper does.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(HANDSHAKE_TIMEOUT_S)
             head = read_exact(sock, 4)
             if head in FOUR_LETTER_CODES:

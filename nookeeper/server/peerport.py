@@ -28,6 +28,11 @@ class _Link:
         self.port = port
         self.sid = sid
         self.sock = sock
+        # Small frames (Ack, Commit) must not wait for Nagle and a delayed ACK (40 ms).
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # already broken: the reader finds out and closes the link
         self.queue = queue.SimpleQueue()
         self.closed = False
         self._lock = threading.Lock()

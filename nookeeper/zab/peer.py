@@ -18,7 +18,7 @@ from nookeeper.zab import actions as act
 from nookeeper.zab.election import Election
 from nookeeper.zab.follower import FollowerRole
 from nookeeper.zab.leader import LeaderRole
-from nookeeper.zab.messages import FOLLOWING, LEADING, LOOKING, Vote
+from nookeeper.zab.messages import FOLLOWING, LEADING, LOOKING, FollowerInfo, Vote
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,10 @@ class Peer:
         if isinstance(message, Vote):
             self._on_vote(frm, message)
         elif self.role != LOOKING:
+            if self.role == FOLLOWING and isinstance(message, FollowerInfo):
+                # It took us for its leader: say whom we follow, so that it
+                # looks again at once instead of waiting out the init limit.
+                self.send(frm, self._established_vote(self.round))
             self.state.receive(frm, message)
         return self._take()
 
@@ -259,8 +263,16 @@ class Peer:
             # leader: it stepped down, and its links stay open to tell us.
             self.look("the leader is looking again")
             self._on_vote(frm, vote)
+        elif vote.state == FOLLOWING and self.role == FOLLOWING and frm == self.leader:
+            # The server we follow follows another: it does not lead (any
+            # more). Links are FIFO, so this is newer than its leadership.
+            self.look(f"server {frm} follows server {vote.leader}")
+            self._on_vote(frm, vote)
         elif vote.state == LOOKING:
             # Tell a looking server who leads, so it can join.
-            epoch = getattr(self.state, "epoch", None) or self.current_epoch
-            self.send(frm, Vote(vote.round, self.leader, self.last_zxid, epoch, self.role))
+            self.send(frm, self._established_vote(vote.round))
+
+    def _established_vote(self, round_):
+        epoch = getattr(self.state, "epoch", None) or self.current_epoch
+        return Vote(round_, self.leader, self.last_zxid, epoch, self.role)
 

@@ -347,3 +347,32 @@ def test_a_follower_ahead_of_its_leader_does_not_wait_out_the_init_limit():
         _route(peers, 3, p3.tick())
         _route(peers, 2, p2.tick())
     assert p3.role == LEADING and p2.role == FOLLOWING and p2.leader == 3
+
+
+def test_a_server_following_a_follower_looks_again_at_once():
+    """Server 1 decides on 2, but 2 has joined 3. 2 answers 1's FollowerInfo
+    with whom it follows, so 1 joins 3 within a few ticks instead of waiting
+    init ticks for a LeaderInfo that never comes (a fresh ensemble stalled
+    for 20 s like this)."""
+    p1, p2, p3 = (Peer(sid, (1, 2, 3)) for sid in (1, 2, 3))
+    peers = {2: p2, 3: p3}  # 1 is cut off until it has decided
+    p3.start()
+    p3.receive(2, Vote(1, 3, 0, 0, LOOKING))
+    p2.start()
+    p2.receive(3, Vote(1, 3, 0, 0, LOOKING))
+    for _ in range(Limits().finalize + 1):
+        _route(peers, 3, p3.tick())
+        _route(peers, 2, p2.tick())
+    assert (p3.role, p2.role, p2.leader) == (LEADING, FOLLOWING, 3)
+    p1.start()
+    p1.receive(2, Vote(1, 2, 0, 0, LOOKING))
+    p1.receive(3, Vote(1, 2, 0, 0, LOOKING))
+    p1.tick()
+    assert (p1.role, p1.leader) == (FOLLOWING, 2)
+    peers[1] = p1
+    for _ in range(5):
+        _route(peers, 1, p1.tick())
+        _route(peers, 3, p3.tick())
+        _route(peers, 2, p2.tick())
+    assert (p1.role, p1.leader) == (FOLLOWING, 3)
+    assert p1.serving
