@@ -26,6 +26,29 @@ compat-deps:
 		fi; \
 	fi
 
+# nookeeper against Apache ZooKeeper (docs/performance.md); BENCH_ARGS=--big adds
+# the 1,000,000-znode memory and restart rows.
+.PHONY: bench bench-long bench-deps
+LOAD_GEN := /usr/lib/zookeeper/bin/load_gen
+BENCH_ARGS ?=
+
+bench: venv bench-deps
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+bench-long: venv bench-deps
+	$(VENV)/bin/python bench/run.py --long $(BENCH_ARGS)
+
+bench-deps:
+	@if [ ! -e $(ZKCLI) ] || [ ! -e $(LOAD_GEN) ] || ! command -v java >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			pkgs="zookeeper zookeeper-bin"; \
+			command -v java >/dev/null || pkgs="$$pkgs default-jre-headless"; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$pkgs; \
+		else \
+			echo "bench-deps: zookeeper, zookeeper-bin or java is missing and we are not root; the bench runs what it can"; \
+		fi; \
+	fi
+
 run: venv
 	$(VENV)/bin/python bin/nk-ensemble etc/node1.yaml etc/node2.yaml etc/node3.yaml
 
