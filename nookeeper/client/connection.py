@@ -162,6 +162,8 @@ class Connection:
         self.negotiated_timeout = None
         self.current_host = None
         self._server_read_only = False
+        # A session a read-only server started exists on that server alone.
+        self._session_known_to_quorum = False
         self.state = KeeperState.LOST
         self.started = threading.Event()
         self.failure = None
@@ -324,9 +326,12 @@ class Connection:
         sock = socket.create_connection((host, port), timeout=connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # A read-write server would only call a read-only server's session
+            # expired; until one has accepted us, ask for a new session (as Java does).
+            resume = self._session_known_to_quorum
             sock.sendall(encode_connect_request(
-                int(self._timeout * 1000), self.session_id, self.passwd,
-                self.last_zxid, self._read_only,
+                int(self._timeout * 1000), self.session_id if resume else 0,
+                self.passwd if resume else _NO_PASSWORD, self.last_zxid, self._read_only,
             ))
             payload = _read_frame(sock)
             if payload is None:
@@ -339,11 +344,12 @@ class Connection:
             if response.timeOut <= 0:
                 sock.close()
                 raise _SessionExpired()
-            resumed = self.session_id != 0
+            resumed = resume and self.session_id != 0
             self.session_id = response.sessionId
             self.passwd = response.passwd
             self.negotiated_timeout = response.timeOut / 1000.0
             self._server_read_only = bool(response.readOnly)
+            self._session_known_to_quorum |= not self._server_read_only
             self._authenticate(sock)
             log.info("session 0x%x: %s on %s:%d, timeout %d ms%s",
                      self.session_id, "resumed" if resumed else "started",
@@ -381,6 +387,7 @@ class Connection:
         self.session_id = 0
         self.passwd = _NO_PASSWORD
         self.last_zxid = 0
+        self._session_known_to_quorum = False
         with self._lock:
             queued = list(self._queue)
             self._queue.clear()

@@ -6,7 +6,10 @@ client adds the failures that never travel on the wire.
 """
 
 from nookeeper.errors import *  # noqa: F401,F403  (re-exported on purpose)
-from nookeeper.errors import ERRORS_BY_CODE, SessionExpiredError, ZooKeeperError
+from nookeeper.errors import ERRORS_BY_CODE, ConnectionLoss, SessionExpiredError, ZooKeeperError
+
+# kazoo spells the base of every error with a ZooKeeper code this way.
+ZookeeperError = ZooKeeperError
 
 
 class ClientError(Exception):
@@ -35,6 +38,26 @@ class RetryInterruptedError(RetryFailedError):
 
 class ProtocolError(ClientError):
     """The server sent something the protocol does not allow."""
+
+
+# What the recipes (nookeeper.client.recipes) raise themselves.
+
+
+class CancelledError(ClientError):
+    """A blocking recipe call was stopped by its cancel() method."""
+
+
+class LockTimeout(ClientError, TimeoutError):
+    """A lock or semaphore was not granted within the timeout given."""
+
+
+class UnknownOutcomeError(ConnectionLoss):
+    """The connection dropped before a write's reply and nothing shows whether it happened.
+
+    Repeating the write could apply it twice, so the recipe leaves the
+    decision to the caller. It is a ConnectionLoss, so code that handles
+    those handles it too.
+    """
 
 
 def error_from_code(code, message=""):

@@ -85,7 +85,11 @@ class CallbackThread:
         self._thread = None
 
     def start(self):
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        # A fresh queue per thread: a previous thread still busy in a slow
+        # callback keeps its own queue and its stop mark, and never shares work.
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, args=(self._queue,),
+                                        name=self._name, daemon=True)
         self._thread.start()
 
     def post(self, fn, *args):
@@ -106,9 +110,9 @@ class CallbackThread:
         if not self.in_thread():
             self._thread.join(timeout)
 
-    def _run(self):
+    def _run(self, work):
         while True:
-            fn, args = self._queue.get()
+            fn, args = work.get()
             if fn is self._STOP:
                 return
             self._call(fn, args)
@@ -117,5 +121,8 @@ class CallbackThread:
     def _call(fn, args):
         try:
             fn(*args)
-        except Exception:
+        except (Exception, SystemExit):
+            # SystemExit too: it would only end this thread, and the callbacks
+            # after it would then have no thread to run on. KeyboardInterrupt,
+            # possible only when run inline on the main thread, goes through.
             log.exception("callback %r failed", fn)

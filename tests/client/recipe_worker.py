@@ -90,6 +90,34 @@ def main():
         mark_exclusive(client, path + "-marker", holder)
         time.sleep(0.05)
         lock.release()
+    elif role == "rwlock-rounds":
+        # Turns at a ReadLock or WriteLock: a writer inside excludes everyone,
+        # readers only exclude writers. Each announces itself, then looks.
+        path, rounds, kind, holder = args[0], int(args[1]), args[2], f"{args[3]}-{os.getpid()}"
+        writer_mark, readers = path + "-writer", path + "-readers"
+        client.ensure_path(readers)
+        say("ready")
+        most = 0
+        for _ in range(rounds):
+            lock = (client.WriteLock if kind == "write" else client.ReadLock)(path, holder)
+            with lock:
+                if kind == "write":
+                    client.create(writer_mark, holder.encode(), ephemeral=True)
+                    inside = client.get_children(readers)
+                    if inside:
+                        say(f"VIOLATION writer {holder} inside with readers {inside}")
+                        sys.exit(3)
+                    time.sleep(0.005)
+                    client.delete(writer_mark)
+                else:
+                    mine = client.create(readers + "/r-", ephemeral=True, sequence=True)
+                    if client.exists(writer_mark) is not None:
+                        say(f"VIOLATION reader {holder} inside with a writer")
+                        sys.exit(3)
+                    most = max(most, len(client.get_children(readers)))
+                    time.sleep(0.01)
+                    client.delete(mine)
+        say("done", most)
     elif role == "semaphore":
         path, rounds, holder, leases = args[0], int(args[1]), args[2], int(args[3])
         say("ready")

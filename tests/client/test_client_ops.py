@@ -5,6 +5,7 @@ once against a nookeeper-server process and once against Apache ZooKeeper,
 so the client is checked against the reference server and not only ours.
 """
 
+import sys
 import threading
 import time
 
@@ -188,6 +189,36 @@ def test_bad_paths_are_refused_by_the_server(zk):
         zk.create("/nul\u0000")
 
 
+def test_errors_have_kazoos_names_codes_and_families():
+    import kazoo.exceptions as kazoo_errors
+
+    from nookeeper.client import exceptions
+
+    checked = 0
+    for name, theirs in vars(kazoo_errors).items():
+        # Skip kazoo's own base class and its "...Exception" aliases.
+        if not isinstance(theirs, type) or theirs.__name__ != name or name == "KazooException":
+            continue
+        ours = getattr(exceptions, name, None)
+        if ours is None:
+            continue
+        checked += 1
+        if hasattr(theirs, "code"):
+            assert ours.code == theirs.code, name
+        for base in theirs.__mro__[1:]:
+            if hasattr(exceptions, base.__name__) and base.__name__ != "KazooException":
+                assert issubclass(ours, getattr(exceptions, base.__name__)), (name, base)
+        if theirs.__bases__ == (kazoo_errors.ZookeeperError,):
+            assert type(exceptions.error_from_code(theirs.code)) is ours
+    every_code = {cls.code for cls in vars(kazoo_errors).values()
+                  if isinstance(cls, type) and hasattr(cls, "code")}
+    # Every error kazoo has a code for, the client-side ones kazoo users catch, and the base.
+    assert all(type(exceptions.error_from_code(code)).code == code for code in every_code)
+    for name in ("ZookeeperError", "ConnectionClosedError", "CancelledError", "LockTimeout"):
+        assert hasattr(exceptions, name), name
+    assert checked >= len(every_code) + 3
+
+
 # -- watches ------------------------------------------------------------
 
 
@@ -250,6 +281,32 @@ def test_a_write_by_another_client_is_seen_by_the_watch_before_the_reply(connect
     assert seen.events()[0].type == EventType.CHANGED
 
 
+def test_a_restarted_watcher_thread_never_shares_work_with_a_stuck_one():
+    from nookeeper.client.watchers import CallbackThread
+
+    callbacks = CallbackThread("cb-test")
+    callbacks.start()
+    release, ran = threading.Event(), []
+    callbacks.post(release.wait, 10)
+    callbacks.stop(timeout=0.1)  # gives up waiting: the thread is stuck
+    callbacks.start()
+    for i in range(3):
+        callbacks.post(lambda i=i: ran.append((i, threading.current_thread())))
+    wait_for(lambda: len(ran) == 3)
+    threads = {thread for _, thread in ran}
+    assert [i for i, _ in ran] == [0, 1, 2] and len(threads) == 1
+    new_thread = threads.pop()
+    assert new_thread.is_alive() and new_thread is not threading.current_thread()
+    release.set()
+    # A callback that raises, even SystemExit, does not end the thread.
+    callbacks.post(sys.exit, 3)
+    callbacks.post(lambda: ran.append((3, threading.current_thread())))
+    wait_for(lambda: len(ran) == 4)
+    assert ran[3][1] is new_thread
+    callbacks.stop(timeout=5)
+    assert not new_thread.is_alive()
+
+
 def test_watch_must_be_callable(zk):
     with pytest.raises(TypeError):
         zk.get("/", watch="nope")
@@ -288,10 +345,13 @@ def test_data_watch_two_argument_function_and_stopping_with_false(zk):
     zk.DataWatch("/dw2", changed)
     for value in (b"1", b"2"):
         zk.set("/dw2", value)
-        wait_for(lambda: value in seen)
+        wait_for(lambda: value in seen, message=f"{value} in {seen}")
+    # Set after the DataWatch re-armed, this watch fires on the same change
+    # and runs after it on the watcher thread: once it has run, so has the DataWatch.
+    after = Recorder()
+    zk.exists("/dw2", watch=after)
     zk.set("/dw2", b"3")
-    zk.sync("/")
-    time.sleep(0.3)
+    after.wait(1)
     assert seen == [b"0", b"1", b"2"]
 
 
@@ -310,9 +370,10 @@ def test_children_watch_reports_membership_and_stops_when_told(zk):
     seen.wait(3)
     zk.create("/cw/stop")
     seen.wait(4)
+    after = Recorder()
+    zk.get_children("/cw", watch=after)
     zk.create("/cw/after")
-    zk.sync("/")
-    time.sleep(0.3)
+    after.wait(1)
     assert [call[1:] for call in seen.calls] == [
         ([], None),
         (["a"], EventType.CHILD),
@@ -474,6 +535,20 @@ def test_start_with_a_refused_credential_raises(backend):
 
 
 # -- chroot, sync, four-letter words ------------------------------------
+
+
+def test_connect_string_names_hosts_and_an_optional_chroot():
+    from nookeeper.client.paths import parse_hosts
+
+    assert parse_hosts("10.0.0.1:2181,10.0.0.2:2182/app/one") == (
+        [("10.0.0.1", 2181), ("10.0.0.2", 2182)], "/app/one")
+    assert parse_hosts(" a , b:1/ ") == ([("a", 2181), ("b", 1)], "")
+    assert parse_hosts("[::1]:2183,h//x//y/") == ([("::1", 2183), ("h", 2181)], "/x/y")
+    for bad in ("h:port", "/chroot-only", "", "[::1"):
+        with pytest.raises(ValueError):
+            parse_hosts(bad)
+    client = KeeperClient("h1:1,h2:2/app")
+    assert (client.hosts, client.chroot) == ([("h1", 1), ("h2", 2)], "/app")
 
 
 def test_chroot_prefixes_and_strips_every_path(connect):

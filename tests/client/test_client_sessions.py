@@ -8,6 +8,7 @@ tests kill, restart or freeze.
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,23 @@ def connect(backend):
         client.stop()
 
 
+def wait_until_stopped(pid):
+    """SIGSTOP takes effect thread by thread, a little after kill() returns;
+    until every thread of the process is stopped it may still answer."""
+
+    def stopped():
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:
+                continue
+            states.append(stat.rsplit(")", 1)[1].split()[0])
+        return bool(states) and all(state in ("T", "t") for state in states)
+
+    wait_for(stopped, timeout=10, message=f"every thread of {pid} stopped")
+
+
 class States:
     """A listener that remembers every state it was told, in order."""
 
@@ -62,43 +80,129 @@ class Events:
         return self.seen
 
 
+def frames_received(client):
+    """How many frames the server has had on this client's connection (`cons`'s recved)."""
+    session = client.client_id[0] & (2**64 - 1)
+    for line in client.command(b"cons").splitlines():
+        fields = dict(item.split("=", 1) for item in line.partition("(")[2].rstrip(")").split(",")
+                      if "=" in item)
+        if "sid" in fields and int(fields["sid"], 16) & (2**64 - 1) == session:
+            return int(fields["recved"])
+    raise AssertionError(f"session {session:#x} not in cons")
+
+
+def bytes_waiting_at(port):
+    """Bytes the kernel holds, unread, on the server's established connections at `port`."""
+    waiting = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, queues = fields[1], fields[3], fields[4]
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                waiting += int(queues.split(":")[1], 16)
+    return waiting
+
+
 def test_slow_callback_does_not_stop_pings_or_replies(connect):
-    client = connect(timeout=1.2)
+    # Short enough to count pings quickly, long enough that a loaded machine's
+    # slow server still answers a ping within the read timeout (2/3 of it).
+    client = connect(timeout=2.0)
     observer = connect()
-    assert client.session_timeout == pytest.approx(1.2)
+    assert client.session_timeout == pytest.approx(2.0)
     ping_interval = client.session_timeout / 3
     states = States(client)
     session = client.client_id
     client.create("/slow", b"0")
     client.create("/slow/eph", ephemeral=True)
 
-    started, finished = threading.Event(), threading.Event()
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
 
     def slow(event):
         started.set()
-        time.sleep(6 * ping_interval)
+        release.wait(30)
         finished.set()
 
     client.get("/slow", watch=slow)
     client.set("/slow", b"1")
     assert started.wait(5)
 
-    # The watcher thread sleeps for twice the session timeout; the session
-    # only survives if pings go on without it.
+    # The watcher thread is stuck and the application sends nothing for three
+    # times the session timeout: only the I/O thread's pings keep the session.
+    before = frames_received(client)
+    began = time.monotonic()
+    time.sleep(3 * client.session_timeout)
+    pings = frames_received(client) - before
+    expected = (time.monotonic() - began) / ping_interval  # about 9
+    assert KeeperState.SUSPENDED not in states.seen, "the connection dropped: pings unanswered"
+    # One every third of the timeout, a little late each time under load;
+    # pinging every half would send about 6.
+    assert expected - 2 <= pings <= expected + 1, (pings, expected)
+    assert observer.exists("/slow/eph").ephemeralOwner == session[0]
+
+    # Replies come back while the callback still blocks; their rawlinks wait for it.
     later = []
     client.exists_async("/slow").rawlink(lambda result: later.append(finished.is_set()))
-    while not finished.is_set():
+    for _ in range(5):
         began = time.monotonic()
         assert client.get("/slow")[0] == b"1"
         assert time.monotonic() - began < ping_interval
-        assert client.state == KeeperState.CONNECTED
-        time.sleep(0.05)
+    assert client.state == KeeperState.CONNECTED
+    assert not finished.is_set() and later == []
+    release.set()
     wait_for(lambda: later)
     assert later == [True]
     assert client.client_id == session
-    assert observer.exists("/slow/eph").ephemeralOwner == session[0]
     time.sleep(0.1)
     assert KeeperState.SUSPENDED not in states.seen
+
+
+def test_requests_are_pipelined_without_waiting_for_replies(backend, connect):
+    client = connect()
+    client.create("/piped")
+    paths = [f"/piped/n{i}" for i in range(5)]
+    # An exists frame: length, xid, opcode, the path (length and bytes), the watch flag.
+    size = sum(4 + 4 + 4 + 4 + len(path) + 1 for path in paths)
+    process = backend.server.proc
+    process.send_signal(signal.SIGSTOP)
+    try:
+        wait_until_stopped(process.pid)
+        before = bytes_waiting_at(backend.server.port)
+        results = [client.exists_async(path) for path in paths]
+        # All five reach the server while it cannot have answered the first.
+        wait_for(lambda: bytes_waiting_at(backend.server.port) - before >= size, timeout=3,
+                 message=f"{size} bytes of requests at the frozen server")
+        assert not any(result.ready() for result in results)
+    finally:
+        process.send_signal(signal.SIGCONT)
+    assert [result.get(timeout=10) for result in results] == [None] * len(paths)
+    assert client.state == KeeperState.CONNECTED
+
+
+def test_one_io_thread_and_one_watcher_thread_serve_the_whole_session(backend):
+    before = set(threading.enumerate())
+    client = KeeperClient(backend.hosts, timeout=10)
+    try:
+        client.start(timeout=30)
+        states = States(client)
+        mine = set(threading.enumerate()) - before
+        assert sorted(thread.name for thread in mine) == ["nookeeper-io", "nookeeper-watcher"]
+        session = client.client_id
+        events = Events()
+        client.exists("/threads", watch=events)
+        backend.server.restart()
+        states.wait_for(KeeperState.SUSPENDED, KeeperState.CONNECTED)
+        client.create("/threads")
+        events.wait(1)
+        assert client.client_id == session
+        # The reconnect, the reply and the watch all went through the same two threads.
+        assert {thread for thread in threading.enumerate() if thread not in before} == mine
+    finally:
+        client.stop()
+    assert not any(thread.is_alive() for thread in mine)
 
 
 def test_session_expiry_is_reported_as_lost_and_a_new_session_follows(connect):
@@ -177,6 +281,36 @@ def test_restart_keeps_the_session_and_set_watches_catch_up(backend, connect):
                                              "/sw/unchanged")
 
 
+def test_never_resumes_on_a_server_behind_the_last_zxid_seen(backend, request):
+    ahead = backend.server
+    # A fresh, empty server of the same kind: behind every zxid `ahead` hands out.
+    if backend.name == "nookeeper":
+        behind = request.getfixturevalue("server_factory")("behind")
+    else:
+        behind = request.getfixturevalue("zookeeper_factory")("behind")
+    client = KeeperClient(f"{ahead.hosts},{behind.hosts}", timeout=10, randomize_hosts=False)
+    request.addfinalizer(client.stop)
+    client.start(timeout=15)
+    assert client.current_host[1] == ahead.port
+    states = States(client)
+    session = client.client_id
+    for i in range(5):
+        client.create(f"/z{i}", ephemeral=True)
+
+    ahead.kill()
+    # The client goes on to `behind`, which must turn it away (it closes the
+    # connection) rather than answer: an answer would be "session expired".
+    wait_for(lambda: "has seen zxid" in behind.log_path.read_text(errors="replace"),
+             timeout=20, message=f"{behind.hosts} refusing the client")
+    assert client.state == KeeperState.SUSPENDED
+    ahead.start()
+    states.wait_for(KeeperState.CONNECTED)
+    assert KeeperState.LOST not in states.seen
+    assert client.client_id == session
+    assert client.current_host[1] == ahead.port
+    assert sorted(client.get_children("/")) == ["z0", "z1", "z2", "z3", "z4", "zookeeper"]
+
+
 def test_credentials_are_replayed_after_a_reconnect(backend, connect):
     client = connect()
     states = States(client)
@@ -220,6 +354,7 @@ def test_a_frozen_server_fails_requests_in_flight_with_connection_loss(backend, 
     process = backend.server.proc
     process.send_signal(signal.SIGSTOP)
     try:
+        wait_until_stopped(process.pid)
         in_flight = client.get_async("/")
         began = time.monotonic()
         with pytest.raises(ConnectionLoss):

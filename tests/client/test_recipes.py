@@ -174,6 +174,17 @@ def test_recipes_are_bound_to_the_client(connect):
     assert isinstance(counter, Counter) and counter.value == 2.5
 
 
+def test_recipe_errors_are_client_exceptions():
+    from nookeeper.client import exceptions
+    from nookeeper.client import recipes
+    from nookeeper.client.recipes import errors
+
+    for name in ("LockTimeout", "CancelledError", "UnknownOutcomeError"):
+        assert getattr(exceptions, name) is getattr(recipes, name) is getattr(errors, name)
+    assert issubclass(exceptions.LockTimeout, (exceptions.ClientError, TimeoutError))
+    assert issubclass(exceptions.UnknownOutcomeError, exceptions.ConnectionLoss)
+
+
 # -- locks ------------------------------------------------------------------
 
 
@@ -295,6 +306,14 @@ def test_read_and_write_locks_share_a_path_with_kazoo(connect, kazoo):
     assert ours.acquire()
     assert kazoo.Lock("/plain", "theirs").acquire(blocking=False) is False
     assert kazoo.Lock("/plain").contenders() == ["ours"]
+
+
+def test_read_and_write_locks_exclude_across_processes(spawn):
+    readers = spawn("rwlock-rounds", "/rwp", 10, "read", "r", count=3)
+    writers = spawn("rwlock-rounds", "/rwp", 6, "write", "w", count=2)
+    for worker in readers + writers:
+        lines = worker.finish()
+        assert lines[-1].split()[0] == "done", lines
 
 
 def test_semaphore_caps_holders_across_processes(connect, spawn):

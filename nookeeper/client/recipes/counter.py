@@ -12,9 +12,9 @@ from nookeeper.client.exceptions import (
     NodeExistsError,
     NoNodeError,
     SessionExpiredError,
+    UnknownOutcomeError,
 )
 from nookeeper.client.recipes._base import TRANSIENT, Backoff, Deadline, clean_path
-from nookeeper.client.recipes.errors import UnknownOutcomeError
 
 
 class Counter:

@@ -6,7 +6,7 @@ process dying and its session expiring, only the next in line wakes up and
 becomes leader.
 """
 
-from nookeeper.client.recipes.errors import CancelledError
+from nookeeper.client.exceptions import CancelledError
 from nookeeper.client.recipes.lock import Lock
 
 

@@ -22,8 +22,10 @@ import threading
 import uuid
 
 from nookeeper.client.exceptions import (
+    CancelledError,
     ClientError,
     ConnectionClosedError,
+    LockTimeout,
     NodeExistsError,
     NoNodeError,
     SessionExpiredError,
@@ -37,7 +39,6 @@ from nookeeper.client.recipes._base import (
     clean_path,
     identifier_bytes,
 )
-from nookeeper.client.recipes.errors import CancelledError, LockTimeout
 from nookeeper.client.states import KeeperState
 
 
