@@ -13,9 +13,8 @@ import struct
 import threading
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import sqlite_utils
 
@@ -26,8 +25,9 @@ _PAGE = 512
 _COLUMNS = "zxid, time, session, cxid, type, body, crc"
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
+class LogRecord(NamedTuple):
+    """One row of the log; a tuple because the log writer makes one per write."""
+
     zxid: int
     time: int
     session: int
@@ -38,7 +38,7 @@ class LogRecord:
 
 def record_crc(zxid, time, session, cxid, type, body) -> int:
     """Covers every column, so a flipped bit anywhere in the row is caught."""
-    return zlib.crc32(_HEADER.pack(zxid, time, session, cxid, type) + body) & 0xFFFFFFFF
+    return zlib.crc32(body, zlib.crc32(_HEADER.pack(zxid, time, session, cxid, type))) & 0xFFFFFFFF
 
 
 def _row_crc(row) -> int | None:
@@ -54,8 +54,8 @@ def _row_crc(row) -> int | None:
 
 def _rows(records):
     rows = []
-    for r in records:
-        fields = (r.zxid, r.time, r.session, r.cxid, r.type, bytes(r.body))
+    for zxid, time, session, cxid, type_, body in records:
+        fields = (zxid, time, session, cxid, type_, bytes(body))
         rows.append(fields + (record_crc(*fields),))
     return rows
 

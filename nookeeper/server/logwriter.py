@@ -23,7 +23,7 @@ _STOP = object()
 
 def to_record(zxid, payload):
     _zxid, time_ms, session, cxid, type_ = txn_header(payload)
-    return LogRecord(zxid=zxid, time=time_ms, session=session, cxid=cxid, type=type_, body=payload)
+    return LogRecord(zxid, time_ms, session, cxid, type_, payload)
 
 
 class LogWriter:
