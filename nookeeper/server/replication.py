@@ -79,6 +79,7 @@ class Replication:
         self._sync_waits = []
         self._next_sync = 0
         self._stopping = threading.Event()
+        self._retick = threading.Event()
         self._threads = []
 
     def _load_snapshot(self):
@@ -110,6 +111,7 @@ class Replication:
 
     def stop(self):
         self._stopping.set()
+        self._retick.set()
         self._events.put(_STOP)
         self._applies.put(_STOP)
         if self.peers is not None:
@@ -150,7 +152,12 @@ class Replication:
         the leader's and followers' limits count ticks of tick_ms."""
         normal = self.node.config.tick_ms / 1000.0
         looking = min(normal, ELECTION_TICK_S)
-        while not self._stopping.wait(looking if self.role == LOOKING else normal):
+        while not self._stopping.is_set():
+            if self._retick.wait(looking if self.role == LOOKING else normal):
+                # We started looking: the first election tick must not wait
+                # out what was left of a tick_ms tick (up to 2 s by default).
+                self._retick.clear()
+                continue
             self._events.put(("tick",))
 
     def submit(self, session, cxid, txn_type, ids, request, done=None, request_bytes=None):
@@ -286,6 +293,7 @@ class Replication:
             action.role, action.leader, action.epoch, action.serving)
         name = ROLE_NAMES[action.role]
         if action.role == LOOKING:
+            self._retick.set()
             log.info("looking for a leader (%s), epoch %d", action.reason, action.epoch)
         elif action.serving:
             log.info("%s of epoch %d (leader %d): serving clients (%s)",

@@ -53,6 +53,9 @@ class Peer:
         self.role = LOOKING
         self.leader = None
         self.state = None
+        # FollowerInfo that came while we were still looking: a server that
+        # decided on us first would otherwise resend it only on its next tick.
+        self.early_infos = {}
         self.touched = set()
         self._out = []
 
@@ -108,7 +111,10 @@ class Peer:
             return []
         if isinstance(message, Vote):
             self._on_vote(frm, message)
-        elif self.role != LOOKING:
+        elif self.role == LOOKING:
+            if isinstance(message, FollowerInfo):
+                self.early_infos[frm] = message
+        else:
             if self.role == FOLLOWING and isinstance(message, FollowerInfo):
                 # It took us for its leader: say whom we follow, so that it
                 # looks again at once instead of waiting out the init limit.
@@ -117,6 +123,7 @@ class Peer:
         return self._take()
 
     def disconnected(self, peer):
+        self.early_infos.pop(peer, None)
         if self.state is not None and hasattr(self.state, "disconnected"):
             self.state.disconnected(peer)
         return self._take()
@@ -224,6 +231,7 @@ class Peer:
     # -- role changes -------------------------------------------------------
 
     def look(self, reason="starting"):
+        self.early_infos = {}
         self.round += 1
         self.role = LOOKING
         self.leader = None
@@ -250,6 +258,10 @@ class Peer:
             self.state = FollowerRole(self, leader)
         self.emit(act.RoleChanged(self.role, leader, self.current_epoch, False, "elected"))
         self.state.begin()
+        early, self.early_infos = self.early_infos, {}
+        if self.role == LEADING:
+            for frm, info in early.items():
+                self.state.receive(frm, info)
 
     def _on_vote(self, frm, vote):
         if self.role == LOOKING:

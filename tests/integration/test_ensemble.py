@@ -214,3 +214,19 @@ def test_session_expired_by_the_leader_is_cut_off_on_a_follower(ensemble_factory
         close(watcher)
     finally:
         frozen.kill()
+
+
+def test_election_after_a_leader_death_does_not_wait_for_a_long_tick(ensemble_factory):
+    """Elections run on 100 ms ticks. With tick_ms at 10 s, a survivor that
+    kept waiting out the tick in progress when its leader died would take up
+    to 10 s to elect; it must take a fraction of a second."""
+    ensemble = ensemble_factory(tick_ms=10000)
+    old = ensemble.leader(timeout=30)
+    time.sleep(0.5)  # somewhere inside the survivors' first long tick
+    killed_at = time.monotonic()
+    old.kill()
+    new = wait_for(lambda: (l := ensemble._find("leader")) is not None and l is not old and l,
+                   timeout=30, interval=0.02, message="a new leader")
+    took = time.monotonic() - killed_at
+    print(f"new leader {new.config_path.parent.name} after {took:.2f}s with 10 s ticks")
+    assert took < 3.0

@@ -376,3 +376,24 @@ def test_a_server_following_a_follower_looks_again_at_once():
         _route(peers, 2, p2.tick())
     assert (p1.role, p1.leader) == (FOLLOWING, 3)
     assert p1.serving
+
+
+def test_a_follower_info_sent_before_the_leader_decided_is_not_lost():
+    """Server 1 decides on 2 and sends FollowerInfo while 2 still waits out
+    its finalize tick. 2 must use it once it leads: 1 resends only on its
+    own next tick, which with a 2 s tick doubled the failover time."""
+    p1, p2 = Peer(1, (1, 2, 3)), Peer(2, (1, 2, 3))
+    peers = {1: p1, 2: p2}
+    p1.start()
+    p2.start()
+    p1.receive(2, Vote(1, 2, 0, 0, LOOKING))
+    _route(peers, 2, p2.receive(1, Vote(1, 2, 0, 0, LOOKING)))
+    for _ in range(Limits().finalize):
+        # Only 1 ticks: it decides and sends FollowerInfo; 2 is still looking.
+        out = p1.tick()
+        assert p1.role == FOLLOWING
+        _route(peers, 1, out)
+    assert p2.role == LOOKING
+    _route(peers, 2, p2.tick())
+    assert p2.role == LEADING
+    assert p1.serving and p2.serving
