@@ -220,3 +220,17 @@ def test_shared_between_threads(wal):
     for t in threads:
         t.join()
     assert len(list(wal.records())) == 60
+
+
+def test_a_batch_larger_than_one_insert_statement_is_all_there(wal):
+    """Batches go in as multi-row INSERTs of up to 500 rows; 1201 rows take three."""
+    batch = [rec(z) for z in range(1, 1202)]
+    wal.append(batch)
+    assert list(wal.records()) == batch
+
+
+def test_a_duplicate_in_a_later_statement_writes_nothing_of_the_batch(wal):
+    wal.append([rec(900)])
+    with pytest.raises(sqlite3.IntegrityError):
+        wal.append([rec(z) for z in range(1, 1001)])
+    assert [r.zxid for r in wal.records()] == [900]
