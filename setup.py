@@ -16,5 +16,5 @@ setup(
     python_requires=">=3.11",
     install_requires=["construct", "sqlite-utils", "pyyaml", "prometheus-client"],
     extras_require={"test": ["pytest", "pytest-timeout", "kazoo"]},
-    scripts=["bin/nookeeper-server", "bin/nk-ensemble"],
+    scripts=["bin/nookeeper-server", "bin/nk-ensemble", "bin/nk", "bin/nk-dump"],
 )
