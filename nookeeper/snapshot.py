@@ -154,13 +154,14 @@ def decode(chunks: Iterable[bytes], tree: DataTree | None = None) -> DataTree:
         raise CorruptSnapshot("empty snapshot") from None
     tree = tree if tree is not None else DataTree()
     nodes = {}
+    shared_acls = {}  # equal ACL lists of different chunks stored once
     # A million new objects would trigger a collection every few hundred of
     # them, each scanning the whole growing heap: quadratic time for nothing.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         for chunk in chunks:
-            _decode_nodes(chunk, nodes)
+            _decode_nodes(chunk, nodes, shared_acls)
     finally:
         if was_enabled:
             gc.enable()
@@ -184,7 +185,7 @@ def _decode_string(view, offset):
     return raw.decode("utf-8", "surrogatepass"), offset + length
 
 
-def _decode_nodes(chunk, nodes):
+def _decode_nodes(chunk, nodes, shared_acls):
     view = memoryview(chunk)
     try:
         tag, count, acl_count = _CHUNK.unpack_from(view, 0)
@@ -201,7 +202,8 @@ def _decode_nodes(chunk, nodes):
                 scheme, offset = _decode_string(view, offset + _I32.size)
                 ident, offset = _decode_string(view, offset)
                 acls.append(acl.ACL(perms, scheme, ident))
-            acl_lists.append(tuple(acls))
+            acls = tuple(acls)
+            acl_lists.append(shared_acls.setdefault(acls, acls))
         end = offset + count * _NODE.size
         if end > len(view):
             raise CorruptSnapshot("node records run past their chunk")
@@ -216,8 +218,14 @@ def _decode_nodes(chunk, nodes):
         path = blob[at:at + path_len]
         at += path_len
         node = new(Node)
-        node.czxid, node.mzxid, node.pzxid = czxid, mzxid, pzxid
-        node.ctime, node.mtime, node.version, node.aversion = ctime, mtime, version, aversion
+        # Equal counters share one int object, as they do in a tree built by
+        # apply: 32 bytes each, a fifth of a small node.
+        node.czxid = czxid
+        node.mzxid = czxid if mzxid == czxid else mzxid
+        node.pzxid = czxid if pzxid == czxid else node.mzxid if pzxid == mzxid else pzxid
+        node.ctime = ctime
+        node.mtime = ctime if mtime == ctime else mtime
+        node.version, node.aversion = version, aversion
         node.ephemeral_owner, node.child_creates = owner, creates
         node.children = NO_CHILDREN
         if not 0 <= acl_at < len(acl_lists) or path_len < 0 or len(path) != path_len:
