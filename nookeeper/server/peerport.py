@@ -34,13 +34,34 @@ class _Link:
         except OSError:
             pass  # already broken: the reader finds out and closes the link
         self.queue = queue.SimpleQueue()
+        self._send_lock = threading.Lock()
+        self._queued = 0  # frames handed to the sender thread and not yet written
         self.closed = False
         self._lock = threading.Lock()
         self.sender = threading.Thread(target=self._send_loop, name=f"peer-send-{sid}",
                                        daemon=True)
 
-    def send(self, message):
-        if not self.closed:
+    def send(self, message, inline=False):
+        """Queued for the sender thread, or with inline (the caller has nothing
+        else to do: a quiet server) written at once when nothing is queued and
+        the socket takes it all without blocking, saving a thread hand-off per
+        Proposal, Ack and Commit. Busy servers queue, so frames are batched."""
+        if self.closed:
+            return
+        with self._send_lock:
+            if inline and self._queued == 0:
+                frame = frames.encode(message)
+                try:
+                    sent = self.sock.send(frame, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self.close(f"send failed: {exc}")
+                    return
+                if sent == len(frame):
+                    return
+                message = frame[sent:]
+            self._queued += 1
             self.queue.put(message)
 
     def _send_loop(self):
@@ -48,7 +69,7 @@ class _Link:
             item = self.queue.get()
             if item is _CLOSE:
                 return
-            chunks = [frames.encode(item)]
+            chunks = [item]
             while True:
                 try:
                     item = self.queue.get_nowait()
@@ -57,17 +78,21 @@ class _Link:
                 if item is _CLOSE:
                     self._write(chunks)
                     return
-                chunks.append(frames.encode(item))
+                chunks.append(item)
             if not self._write(chunks):
                 return
 
     def _write(self, chunks):
+        """chunks: messages, or the unsent end of a frame written inline."""
         try:
-            self.sock.sendall(b"".join(chunks))
-            return True
+            self.sock.sendall(b"".join(c if isinstance(c, bytes) else frames.encode(c)
+                                       for c in chunks))
         except OSError as exc:
             self.close(f"send failed: {exc}")
             return False
+        with self._send_lock:
+            self._queued -= len(chunks)
+        return True
 
     def read_loop(self):
         try:
@@ -142,11 +167,11 @@ class PeerPort:
         with self._lock:
             return sorted(self._links)
 
-    def send(self, to, message):
+    def send(self, to, message, inline=False):
         with self._lock:
             link = self._links.get(to)
         if link is not None:
-            link.send(message)
+            link.send(message, inline)
 
     # -- establishing links -------------------------------------------------
 

@@ -244,7 +244,7 @@ class Replication:
         for action in actions:
             kind = type(action)
             if kind is act.Send:
-                self.peers.send(action.to, action.message)
+                self.peers.send(action.to, action.message, inline=self._events.empty())
             elif kind is act.Persist:
                 self.writer.persist(action.entries, action.generation, action.upto)
             elif kind is act.Apply:
