@@ -84,6 +84,7 @@ class SessionInfo(NamedTuple):
 
 
 _MAX_SHARED_ACLS = 1024
+_LISTING_CACHE_MIN = 64  # children from which a node's sorted list is kept
 
 # Most znodes are leaves; sharing one empty frozenset saves an empty set
 # (216 bytes) per leaf, a fifth of a small znode's memory.
@@ -179,6 +180,7 @@ class DataTree:
         # touched (None = absent), so a failure can put everything back.
         self._undo_nodes = None
         self._undo_sessions = None
+        self._listings = {}  # path -> sorted child names, for large directories
         self._handlers = {
             CREATE: self._create,
             CREATE2: self._create,
@@ -398,7 +400,9 @@ class DataTree:
         return [(NODE_DELETED, path), (NODE_CHILDREN_CHANGED, parent_path)]
 
     def _touch(self, path):
-        """Remember ``path`` as it was before the running multi changed it."""
+        """Remember ``path`` as it was before the running multi changed it,
+        and forget its sorted child list, which the change may alter."""
+        self._listings.pop(path, None)
         if self._undo_nodes is not None and path not in self._undo_nodes:
             node = self._nodes.get(path)
             self._undo_nodes[path] = node.copy() if node else None
@@ -441,9 +445,16 @@ class DataTree:
         return node.data, node.stat()
 
     def get_children(self, path, ids):
-        """Child names sorted, so every replica answers alike."""
+        """Child names sorted, so every replica answers alike; the sorted list
+        of a large directory is kept until the node changes, since such
+        directories (group members, queues) are listed far more often."""
         node = self._readable(path, ids, acl.READ)
-        return sorted(node.children), node.stat()
+        names = self._listings.get(path)
+        if names is None:
+            names = sorted(node.children)
+            if len(names) >= _LISTING_CACHE_MIN:
+                self._listings[path] = names
+        return list(names), node.stat()
 
     def get_acl(self, path, ids):
         node = self._readable(path, ids, acl.READ | acl.ADMIN)
@@ -493,6 +504,7 @@ class DataTree:
             if node.ephemeral_owner and node.session:
                 self._ephemerals.setdefault(node.session, set()).add(path)
         self._nodes = nodes
+        self._listings = {}
         self.sessions = dict(sessions)
         self.last_zxid = zxid
 

@@ -149,10 +149,14 @@ def _ustring(text):
 
 
 def _strings(items):
+    """A vector of strings: a child list may hold thousands, so no call per item."""
     if items is None:
         return b"\xff\xff\xff\xff"
-    items = list(items)
-    return _INT.pack(len(items)) + b"".join(_ustring(item) for item in items)
+    raws = [item.encode("utf-8", "surrogatepass") for item in items]
+    parts = [b""] * (2 * len(raws))
+    parts[0::2] = map(_INT.pack, map(len, raws))
+    parts[1::2] = raws
+    return _INT.pack(len(raws)) + b"".join(parts)
 
 
 REPLY_ENCODERS = {

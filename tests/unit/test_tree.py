@@ -925,3 +925,35 @@ def test_deterministic_across_hash_seeds():
                              capture_output=True, text=True, check=True)
         outputs.add(run.stdout)
     assert len(outputs) == 1
+
+
+def test_a_large_directory_lists_every_change_to_it():
+    """The sorted list of a large directory is kept between reads; every
+    change to its children, including ones a failed multi undoes, shows."""
+    h = Harness()
+    h.session()
+    h.create("/d")
+    names = [f"m{i:03d}" for i in range(100)]
+    for name in names:
+        h.create(f"/d/{name}")
+    listing, stat = h.tree.get_children("/d", ())
+    assert listing == names and stat["numChildren"] == 100
+    listing.append("not-a-child")
+    assert h.tree.get_children("/d", ())[0] == names
+
+    h.create("/d/a-first")
+    h.delete("/d/m050")
+    h.create("/d/eph", flags=1)
+    expected = sorted(set(names) - {"m050"} | {"a-first", "eph"})
+    assert h.tree.get_children("/d", ())[0] == expected
+
+    failed = h.multi(op_create("/d/zz"), op_delete("/d/m000"), op_check("/d", version=99))
+    assert failed.body[-1]["err"] != 0  # BADVERSION: the whole multi is undone
+    assert h.tree.get_children("/d", ())[0] == expected
+
+    h.set("/d", b"data")
+    assert h.tree.get_children("/d", ())[0] == expected
+    h.close()
+    assert h.tree.get_children("/d", ())[0] == [n for n in expected if n != "eph"]
+    h.multi(op_delete("/d/a-first"), op_create("/d/zz"))
+    assert h.tree.get_children("/d", ())[0] == sorted(set(expected) - {"eph", "a-first"} | {"zz"})
