@@ -41,9 +41,9 @@ def record_crc(zxid, time, session, cxid, type, body) -> int:
     return zlib.crc32(body, zlib.crc32(_HEADER.pack(zxid, time, session, cxid, type))) & 0xFFFFFFFF
 
 
-def _row_crc(row) -> int | None:
-    """The crc a stored row should have; None when the row is too mangled to pack."""
-    zxid, time, session, cxid, type, body, _ = row
+def stored_row_crc(zxid, time, session, cxid, type, body) -> int | None:
+    """The crc a stored row should have; None when its columns are too mangled
+    (wrong types, out of range) to pack."""
     if not isinstance(body, bytes):
         return None
     try:
@@ -183,7 +183,7 @@ class WriteAheadLog:
             if not page:
                 return
             for row in page:
-                if _row_crc(row) != row[6]:
+                if stored_row_crc(*row[:6]) != row[6]:
                     self._cut(row[0])
                     return
                 yield LogRecord(*row[:6])

@@ -8,14 +8,13 @@ WAL journal mode, where readers never block the writer.
 """
 
 import sqlite3
-import struct
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from nookeeper.server.node import DB_NAME
 from nookeeper.snapstore import SnapshotInfo
-from nookeeper.wal import record_crc
+from nookeeper.wal import stored_row_crc
 
 PAGE_ROWS = 512
 BUSY_TIMEOUT_S = 5.0
@@ -49,16 +48,6 @@ class Row(NamedTuple):
     def crc_ok(self) -> bool:
         return self.computed_crc == self.crc
 
-
-
-def _crc_of(zxid, time, session, cxid, type_, body):
-    """None when the columns are too mangled (wrong types, out of range) to pack."""
-    if not isinstance(body, bytes):
-        return None
-    try:
-        return record_crc(zxid, time, session, cxid, type_, body)
-    except (struct.error, TypeError):
-        return None
 
 
 def _blob(value) -> bytes:
@@ -120,7 +109,7 @@ class LogDatabase:
                 "SELECT rowid, zxid, time, session, cxid, type, body, crc FROM txnlog "
                 "WHERE zxid > ? AND zxid <= ? ORDER BY zxid LIMIT ?", (last, limit, PAGE_ROWS))
             for rowid, zxid, time, session, cxid, type_, body, crc in page:
-                computed = _crc_of(zxid, time, session, cxid, type_, body)
+                computed = stored_row_crc(zxid, time, session, cxid, type_, body)
                 yield Row(rowid, zxid, time, session, cxid, type_, _blob(body), crc, computed)
             if len(page) < PAGE_ROWS:
                 return

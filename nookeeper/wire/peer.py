@@ -194,6 +194,7 @@ _PROPOSAL = struct.Struct(">qqI")
 _PAIRS = {Ack: TAGS[Ack], Commit: TAGS[Commit]}
 _PAIR_CLASSES = {tag: cls for cls, tag in _PAIRS.items()}
 _PROPOSAL_TAG = TAGS[Proposal]
+_BROADCAST = frozenset({Proposal, Ack, Commit})
 
 
 def _encode_broadcast(message):
@@ -208,9 +209,7 @@ def _encode_broadcast(message):
             tag = _PAIRS[kind]
     except (struct.error, TypeError) as exc:
         raise ValueError(f"cannot encode {kind.__name__}: {exc}") from exc
-    if len(body) > MAX_BODY:
-        raise PeerFrameError(f"body of {len(body)} bytes exceeds {MAX_BODY}")
-    return _HEADER.pack(MAGIC, VERSION, tag, len(body)) + body
+    return _frame(tag, body)
 
 
 def _decode_broadcast(tag, body):
@@ -243,8 +242,7 @@ def _frame(tag, body):
     """Header + body; a body the receiver would refuse is refused here."""
     if len(body) > _max_body(tag):
         raise PeerFrameError(f"body of {len(body)} bytes exceeds {_max_body(tag)}")
-    return Header.build({"magic": MAGIC, "version": VERSION, "type": tag,
-                         "length": len(body)}) + body
+    return _HEADER.pack(MAGIC, VERSION, tag, len(body)) + body
 
 
 def encode(message) -> bytes:
@@ -253,7 +251,7 @@ def encode(message) -> bytes:
     A field that does not fit its wire type is a ValueError: a bug on this
     side, not something a peer did.
     """
-    if type(message) is Proposal or type(message) in _PAIRS:
+    if type(message) in _BROADCAST:
         return _encode_broadcast(message)
     tag = TAGS.get(type(message))
     if tag is None:

@@ -44,9 +44,6 @@ TxnRecord = Record(
 
 
 _HEADER = struct.Struct(">qqqii")
-# Txn types whose request hotpath reads (what a follower applies most).
-_HOT_TYPES = frozenset({hotpath.CREATE, hotpath.CREATE2, hotpath.CREATE_CONTAINER,
-                        hotpath.DELETE, hotpath.SET_DATA})
 _STAMP = struct.Struct(">qq")
 _LENGTH = struct.Struct(">i")
 
@@ -114,9 +111,8 @@ def decode_txn(data: bytes) -> Txn:
             scheme, offset = _read_ustring(data, offset)
             ident, offset = _read_ustring(data, offset)
             ids.append((scheme, ident))
-        if type_ in _HOT_TYPES:
-            request = hotpath.decode_request(type_, data[offset:])
-        else:
+        request = hotpath.decode_request(type_, data[offset:])
+        if request is None:
             body = TXN_BODIES.get(type_)
             if body is None:
                 raise MarshallingError(f"no txn body for type {type_}")
