@@ -157,20 +157,35 @@ def test_watches_are_one_shot(zk):
 
 
 def test_watch_event_precedes_reply_that_sees_the_change(server, zk):
-    """The watcher's client learns of a change before any read showing it."""
+    """The watcher's client learns of a change before any read showing it.
+
+    kazoo runs watch callbacks and result callbacks on two different threads,
+    so it cannot show the order it received them in; nookeeper's client runs
+    both on its one watcher thread in arrival order, so a reply's callback
+    there runs after every event that arrived before the reply.
+    """
+    from nookeeper.client import KeeperClient
+
     writer = connect(server)
+    reader = KeeperClient(server.hosts, timeout=10)
+    reader.start(10)
     zk.create("/order", b"0")
     seen = []
     for i in range(1, 30):
-        got_event = threading.Event()
-        zk.get("/order", watch=lambda e: got_event.set())
+        order = []
+        reader.get("/order", watch=lambda e: order.append("event"))
         writer.set("/order", str(i).encode())
         while True:
-            data, _ = zk.get("/order")
+            result = reader.get_async("/order")
+            data, _ = result.get(10)
             if data == str(i).encode():
-                # kazoo queues the event before handing back the reply.
-                seen.append(got_event.is_set() or got_event.wait(0))
+                replied = threading.Event()
+                result.rawlink(lambda r: (order.append("reply"), replied.set()))
+                assert replied.wait(10)
+                seen.append(order[0] == "event")
                 break
+    reader.stop()
+    reader.close()
     writer.stop()
     writer.close()
     assert all(seen)
