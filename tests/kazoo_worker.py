@@ -21,7 +21,22 @@ def hold(zk, holder):
             print(f"VIOLATION: {holder} holds the lock while {owner} does", flush=True)
             sys.exit(3)
     time.sleep(0.01)
-    zk.retry(zk.delete, "/lockcheck/holder")
+    delete_mark(zk)
+
+
+def delete_mark(zk, version=-1):
+    """Delete our mark; a retried delete finding nothing means the first one landed.
+
+    A server that loses its leader drops its clients, so a delete can commit and
+    still end in ConnectionLoss, as on ZooKeeper.
+    """
+    try:
+        zk.delete("/lockcheck/holder", version=version)
+    except ConnectionLoss:
+        try:
+            zk.retry(zk.delete, "/lockcheck/holder", version=version)
+        except NoNodeError:
+            pass
 
 
 def drop_own_mark(zk, holder):
@@ -31,7 +46,7 @@ def drop_own_mark(zk, holder):
     except NoNodeError:
         return
     if data.decode() == holder:
-        zk.retry(zk.delete, "/lockcheck/holder", version=stat.version)
+        delete_mark(zk, version=stat.version)
 
 
 def main():
