@@ -48,6 +48,9 @@ class LogWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout=10)
 
+    def on_its_thread(self):
+        return threading.current_thread() is self._thread
+
     def persist(self, entries, generation, upto):
         self._queue.put(("persist", entries, generation, upto))
 
