@@ -11,6 +11,7 @@ queued while a change is applied precedes every reply that can see it.
 """
 
 import collections
+import functools
 import logging
 import queue
 import socket
@@ -75,11 +76,16 @@ _CLOSE = object()
 
 class _Pending:
     """One request awaiting its reply. A read has `run` (serve it now); a
-    write or sync has `start` (hand it on; its reply comes back later)."""
+    write or sync has `start`, called with the item (hand it on; its reply
+    comes back later). Nothing an item holds refers back to it, so a
+    finished request is freed by reference counting, not left to the
+    cycle collector, which on a busy server had cost a third of its CPU."""
 
-    __slots__ = ("xid", "opcode", "is_write", "run", "received", "close_after", "start")
+    __slots__ = ("xid", "opcode", "is_write", "run", "received", "close_after", "start",
+                 "request", "request_bytes")
 
-    def __init__(self, xid, opcode, is_write, run, received, close_after=False, start=None):
+    def __init__(self, xid, opcode, is_write, run, received, close_after=False, start=None,
+                 request=None, request_bytes=None):
         self.xid = xid
         self.opcode = opcode
         self.is_write = is_write
@@ -87,6 +93,8 @@ class _Pending:
         self.received = received
         self.close_after = close_after
         self.start = start
+        self.request = request
+        self.request_bytes = request_bytes
 
 
 class Connection:
@@ -244,25 +252,24 @@ class Connection:
         self._ordered(self._write_item(xid, opcode, request, received, request_bytes=body))
 
     def _write_item(self, xid, opcode, request, received, close_after=False, request_bytes=None):
-        item = _Pending(xid, opcode, True, None, received, close_after=close_after)
+        return _Pending(xid, opcode, True, None, received, close_after=close_after,
+                        start=self._start_write, request=request, request_bytes=request_bytes)
 
-        def start():
-            self.node.submit_write(
-                self.session_id, xid, opcode, tuple(self.ids), request,
-                done=lambda txn, outcome: self._write_done(item, txn, outcome),
-                request_bytes=request_bytes,
-            )
+    def _start_write(self, item):
+        self.node.submit_write(
+            self.session_id, item.xid, item.opcode, tuple(self.ids), item.request,
+            done=functools.partial(self._write_done, item), request_bytes=item.request_bytes,
+        )
 
-        item.start = start
-        return item
+    def _start_sync(self, item):
+        self.node.submit_sync(functools.partial(self._write_done, item, None, None))
 
     def _sync(self, xid, body, received):
         """Answered once this server has applied all the leader had when the sync reached it."""
         ok, request = self._decode(xid, OpCode.SYNC, body, received)
         if not ok:
             return
-        item = _Pending(xid, OpCode.SYNC, True, None, received)
-        item.start = lambda: self.node.submit_sync(lambda: self._write_done(item, None, None))
+        item = _Pending(xid, OpCode.SYNC, True, None, received, start=self._start_sync)
         item.run = lambda: encode_reply(xid, self.node.tree.last_zxid, 0, OpCode.SYNC,
                                         {"path": request.path})
         self._ordered(item)
@@ -341,7 +348,7 @@ class Connection:
         with self._order_lock:
             if item.is_write:
                 self._pending.append(item)
-                item.start()
+                item.start(item)
             elif self._pending:
                 self._pending.append(item)
             else:

@@ -1,6 +1,7 @@
 """`nookeeper-server CONFIG.yaml`: run one server in the foreground until signalled."""
 
 import argparse
+import gc
 import logging
 import logging.handlers
 import signal
@@ -10,7 +11,19 @@ import threading
 from nookeeper.config import ConfigError, load_config
 
 
+# Young objects allowed before the cycle collector runs (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 50_000
+
 LOG_FORMAT = "%(asctime)s %(levelname)s [server {sid}] %(name)s: %(message)s"
+
+
+def _tune_gc():
+    """A busy server holds every in-flight request and the recent log as young
+    objects; at CPython's thresholds the collector rescanned them hundreds of
+    times a second (a quarter of a loaded server's time, measured with
+    load_gen). Requests are freed by reference counting, so collections are
+    made rare instead, and full ones rarer still."""
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
 
 
 def _configure_logging(config):
@@ -35,6 +48,7 @@ def main(argv=None):
     )
     parser.add_argument("config", help="the server's YAML config, e.g. etc/standalone.yaml")
     args = parser.parse_args(argv)
+    _tune_gc()
     try:
         config = load_config(args.config)
     except ConfigError as exc:

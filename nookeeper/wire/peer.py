@@ -185,16 +185,19 @@ BODIES = {
 }
 TAGS = {cls: tag for tag, (cls, _) in BODIES.items()}
 
-# Broadcast sends a Proposal, an Ack and a Commit per write, so these three
-# are packed with struct; the construct records above stay their definition
-# and tests hold the two to the same bytes.
+# Broadcast sends a Proposal, an Ack and a Commit per write, and a follower a
+# Request per write its clients make, so these four are packed with struct;
+# the construct records above stay their definition and tests hold the two
+# to the same bytes.
 _HEADER = struct.Struct(">4sBBI")
 _PAIR = struct.Struct(">qq")
 _PROPOSAL = struct.Struct(">qqI")
+_REQUEST = struct.Struct(">qI")
 _PAIRS = {Ack: TAGS[Ack], Commit: TAGS[Commit]}
 _PAIR_CLASSES = {tag: cls for cls, tag in _PAIRS.items()}
 _PROPOSAL_TAG = TAGS[Proposal]
-_BROADCAST = frozenset({Proposal, Ack, Commit})
+_REQUEST_TAG = TAGS[Request]
+_BROADCAST = frozenset({Proposal, Ack, Commit, Request})
 
 
 def _encode_broadcast(message):
@@ -204,6 +207,10 @@ def _encode_broadcast(message):
             payload = message.payload
             body = _PROPOSAL.pack(message.epoch, message.zxid, len(payload)) + payload
             tag = _PROPOSAL_TAG
+        elif kind is Request:
+            payload = message.payload
+            body = _REQUEST.pack(message.epoch, len(payload)) + payload
+            tag = _REQUEST_TAG
         else:
             body = _PAIR.pack(message.epoch, message.zxid)
             tag = _PAIRS[kind]
@@ -221,6 +228,14 @@ def _decode_broadcast(tag, body):
             raise PeerFrameError(f"malformed body: Proposal payload of {length} bytes "
                                  f"in a body of {len(body)}")
         return Proposal(epoch, zxid, bytes(body[_PROPOSAL.size:]))
+    if tag == _REQUEST_TAG:
+        if len(body) < _REQUEST.size:
+            raise PeerFrameError(f"malformed body: Request of {len(body)} bytes")
+        epoch, length = _REQUEST.unpack_from(body)
+        if len(body) != _REQUEST.size + length:
+            raise PeerFrameError(f"malformed body: Request payload of {length} bytes "
+                                 f"in a body of {len(body)}")
+        return Request(epoch, bytes(body[_REQUEST.size:]))
     if len(body) != _PAIR.size:
         raise PeerFrameError(f"malformed body: {_PAIR_CLASSES[tag].__name__} of {len(body)} bytes")
     return _PAIR_CLASSES[tag](*_PAIR.unpack(body))
@@ -287,7 +302,7 @@ def decode_body(type_tag: int, body: bytes):
     """The message dataclass; entries and sessions come back as tuples."""
     if type_tag == HELLO:
         raise PeerFrameError("Hello is only valid as a connection's first frame")
-    if type_tag == _PROPOSAL_TAG or type_tag in _PAIR_CLASSES:
+    if type_tag == _PROPOSAL_TAG or type_tag == _REQUEST_TAG or type_tag in _PAIR_CLASSES:
         return _decode_broadcast(type_tag, body)
     if type_tag not in BODIES:
         raise PeerFrameError(f"unknown frame type {type_tag}")

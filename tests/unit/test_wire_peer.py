@@ -1,6 +1,7 @@
 """The peer codec: every zab message survives a frame unchanged, and any
 frame that is foreign, of another version, or damaged is refused."""
 
+import dataclasses
 import struct
 
 import pytest
@@ -221,6 +222,8 @@ def test_hostile_counts_fail_without_allocating():
         decode_body(peer.TAGS[Snap], struct.pack(">q", 1) + huge)
     with pytest.raises(PeerFrameError):
         decode_body(peer.TAGS[Proposal], struct.pack(">qq", 1, 2) + huge + b"abc")
+    with pytest.raises(PeerFrameError):
+        decode_body(peer.TAGS[Request], struct.pack(">q", 1) + huge + b"abc")
 
 
 def test_unencodable_fields():
@@ -278,15 +281,15 @@ def test_hello_rejects_foreign_and_damaged():
 
 @pytest.mark.parametrize(
     "message",
-    [m for m in MESSAGES if type(m) in (Proposal, Ack, Commit)] + [Ack(MIN64, -1), Commit(0, 0)],
+    [m for m in MESSAGES if type(m) in (Proposal, Ack, Commit, Request)]
+    + [Ack(MIN64, -1), Commit(0, 0), Request(MIN64, b"x"), Request(MAX64, ALL_BYTES * 1000)],
     ids=lambda m: type(m).__name__,
 )
 def test_broadcast_fast_path_matches_the_schema(message):
-    """Proposal, Ack and Commit are packed by hand; the construct record stays the truth."""
+    """Proposal, Ack, Commit and Request are packed by hand; the construct record stays the truth."""
     tag = peer.TAGS[type(message)]
     record = peer.BODIES[tag][1]
-    body = record.build({"epoch": message.epoch, "zxid": message.zxid,
-                         **({"payload": message.payload} if type(message) is Proposal else {})})
+    body = record.build(dataclasses.asdict(message))
     assert encode(message) == peer.Header.build(
         {"magic": b"NKZB", "version": 1, "type": tag, "length": len(body)}) + body
     assert decode_body(tag, body) == message
