@@ -1,6 +1,7 @@
 """Real server processes for tests: free ports on 127.0.0.1, killed on teardown."""
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,10 +15,38 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER_BIN = ROOT / "bin" / "nookeeper-server"
 
 
+def _ephemeral_floor():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_FLOOR = _ephemeral_floor()
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free on 127.0.0.1 now, never handed out before by this process.
+
+    Chosen below the kernel's ephemeral range: a port from bind(0) is released
+    before the server binds it, and in that gap any client connecting out
+    (kazoo, the tests' own sockets) could be given it as its local port."""
+    rng = random.Random()
+    low = max(1024, _EPHEMERAL_FLOOR - 12000)
+    for _ in range(1000):
+        port = rng.randrange(low, _EPHEMERAL_FLOOR)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{_EPHEMERAL_FLOOR - 1}")
 
 
 def four_letter_word(port, word, timeout=2.0):

@@ -19,10 +19,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+try:
+    from harness import free_port
+except ImportError:  # imported as tests.zookeeper_harness, by the bench
+    from tests.harness import free_port
 
 try:
     from harness import four_letter_word, wait_for
@@ -128,17 +132,8 @@ def zookeeper_available():
 
 
 def free_ports(count):
-    """`count` distinct free ports on 127.0.0.1 (all held at once while choosing)."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+    """`count` distinct free ports on 127.0.0.1."""
+    return [free_port() for _ in range(count)]
 
 
 def srvr_mode(port, timeout=2.0):
