@@ -43,8 +43,7 @@ class Peer:
         self.current_epoch = current_epoch
         self.snap_zxid = snap_zxid
         self.base = snap_zxid
-        self.entries = [entry for entry in log if entry[0] > snap_zxid]
-        self.zxids = [zxid for zxid, _ in self.entries]
+        self._set_log([entry for entry in log if entry[0] > snap_zxid])
         self.logged_zxid = self.last_zxid
         self.generation = 0
         self.applied_zxid = snap_zxid
@@ -62,6 +61,19 @@ class Peer:
     # -- facts --------------------------------------------------------------
 
     @property
+    def entries(self):
+        """The log window as (zxid, payload) pairs.
+
+        Held as two parallel lists, not a tuple per entry: a busy leader adds
+        thousands of entries a second, and every tuple would be a container
+        for the cycle collector to count and scan; ints and bytes are not."""
+        return list(zip(self.zxids, self.payloads))
+
+    def _set_log(self, entries):
+        self.zxids = [zxid for zxid, _ in entries]
+        self.payloads = [payload for _, payload in entries]
+
+    @property
     def last_zxid(self):
         return self.zxids[-1] if self.zxids else self.base
 
@@ -77,7 +89,7 @@ class Peer:
             raise ValueError(f"entries after {zxid:#x} were compacted (base {self.base:#x})")
         start = bisect.bisect_right(self.zxids, zxid)
         end = len(self.zxids) if upto is None else bisect.bisect_right(self.zxids, upto)
-        return tuple(self.entries[start:end])
+        return tuple(zip(self.zxids[start:end], self.payloads[start:end]))
 
     def floor(self, zxid):
         """The largest zxid in our history that is <= zxid and >= base, or None."""
@@ -166,7 +178,7 @@ class Peer:
         drop = covered - self.limits.diff_window
         if drop > 0:
             self.base = self.zxids[drop - 1]
-            del self.entries[:drop]
+            del self.payloads[:drop]
             del self.zxids[:drop]
         return self._take()
 
@@ -186,7 +198,7 @@ class Peer:
         if not entries:
             return
         for zxid, payload in entries:
-            self.entries.append((zxid, payload))
+            self.payloads.append(payload)
             self.zxids.append(zxid)
         self.emit(act.Persist(tuple(entries), self.generation, self.last_zxid))
 
@@ -195,7 +207,7 @@ class Peer:
             # Applied means committed, and ZAB never cuts a committed txn.
             raise ValueError(f"truncating to {zxid:#x} below applied {self.applied_zxid:#x}")
         i = bisect.bisect_right(self.zxids, zxid)
-        del self.entries[i:]
+        del self.payloads[i:]
         del self.zxids[i:]
         self.generation += 1
         self.logged_zxid = min(self.logged_zxid, zxid)
@@ -205,13 +217,13 @@ class Peer:
     def install(self, zxid, snapshot, entries):
         """The leader's snapshot and log replace ours (SNAP)."""
         self.snap_zxid = self.base = zxid
-        self.entries = [entry for entry in entries if entry[0] > zxid]
-        self.zxids = [z for z, _ in self.entries]
+        kept = tuple(entry for entry in entries if entry[0] > zxid)
+        self._set_log(kept)
         self.generation += 1
         self.logged_zxid = zxid
         self.applied_zxid = zxid
         self.commit_zxid = max(self.commit_zxid, zxid)
-        self.emit(act.InstallSnapshot(zxid, snapshot, tuple(self.entries)))
+        self.emit(act.InstallSnapshot(zxid, snapshot, kept))
         self.emit(act.Persist((), self.generation, self.last_zxid))
 
     def save_epochs(self):
