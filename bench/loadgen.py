@@ -20,15 +20,15 @@ from pathlib import Path
 LOAD_GEN = Path(os.environ.get("NK_LOAD_GEN", "/usr/lib/zookeeper/bin/load_gen"))
 PHASES = ("create", "set", "get", "delete")
 
-_PHASE_LINE = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}):.*?"
-    r"(Creating children|Starting the write cycle|Starting the read cycle|Starting the delete cycle)")
 _PHASE_OF = {
     "Creating children": "create",
     "Starting the write cycle": "set",
     "Starting the read cycle": "get",
     "Starting the delete cycle": "delete",
 }
+_PHASE_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}):.*?"
+    r"(" + "|".join(map(re.escape, _PHASE_OF)) + ")")
 
 
 def missing_load_gen():
@@ -56,14 +56,13 @@ def _full_cycle(log_path):
     return done >= set(PHASES)
 
 
-def run_load_gen(host_lists, children, duration, workdir, tag, max_duration=None):
+def run_load_gen(host_lists, children, duration, workdir, tag):
     """One load_gen process per entry of host_lists (its first host is the
     one it uses), all at once for `duration` seconds and then until every
-    process has completed each phase once (at most `max_duration`, default
-    four times `duration`).
+    process has completed each phase once (at most four times `duration`).
 
     Returns {phase: ops/s summed over processes, "all": ops/s of all phases,
-    "phases": completed phases, "procs": n, "seconds": time run}. Each
+    "phases": completed phases, "seconds": time run}. Each
     process's rate for a phase is N * phases completed / time spent in them;
     the processes' phases overlap unaligned, so with several processes a
     per-phase figure is the sum of what each achieved while the others did
@@ -82,7 +81,7 @@ def run_load_gen(host_lists, children, duration, workdir, tag, max_duration=None
                     [str(LOAD_GEN), hosts, f"/lg-{tag}-{i}", str(children)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
         soft_end = began + duration
-        hard_end = began + (max_duration or 4 * duration)
+        hard_end = began + 4 * duration
         while time.monotonic() < hard_end:
             if any(proc.poll() is not None for proc in procs):
                 break
@@ -112,6 +111,5 @@ def run_load_gen(host_lists, children, duration, workdir, tag, max_duration=None
         if phases:
             overall += children * len(phases) / sum(took for _, took in phases)
     result = {phase: (totals[phase] or None) for phase in PHASES}
-    result.update({"all": overall or None, "phases": completed, "procs": len(host_lists),
-                   "seconds": ran_for})
+    result.update({"all": overall or None, "phases": completed, "seconds": ran_for})
     return result

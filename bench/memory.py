@@ -86,13 +86,11 @@ def measure_big(system, start_ensemble, count, workdir, log):
         pool.connect(order, conns)
         log(f"{system}: creating {count:,} znodes of {BIG_SIZE} bytes")
         began = time.monotonic()
-        commands = {}
-        for worker in range(FILL_WORKERS):
-            gs = [g for g in range(conns) if pool.owner(g) == worker]
-            commands[worker] = {"cmd": "populate", "conns": gs,
-                                "first": count * worker // FILL_WORKERS,
-                                "last": count * (worker + 1) // FILL_WORKERS,
-                                "inflight": FILL_INFLIGHT, "size": BIG_SIZE}
+        commands = {worker: {"cmd": "populate", "conns": gs,
+                             "first": count * worker // FILL_WORKERS,
+                             "last": count * (worker + 1) // FILL_WORKERS,
+                             "inflight": FILL_INFLIGHT, "size": BIG_SIZE}
+                    for worker, gs in pool.conns_by_worker(conns).items()}
         answers = pool.ask(commands, timeout=6000)
         pool.close()
         pool = None
@@ -107,10 +105,7 @@ def measure_big(system, start_ensemble, count, workdir, log):
 
         ensemble.kill_all()
         restart_began = time.monotonic()
-        for server in servers:
-            server.launch()
-        for server in servers:
-            server.wait_serving(RESTART_TIMEOUT_S)
+        ensemble.start(RESTART_TIMEOUT_S)
         read_back(ensemble.hosts, big_path(count - 1), restart_began + RESTART_TIMEOUT_S)
         restart_s = time.monotonic() - restart_began
         time.sleep(1.0)

@@ -36,11 +36,9 @@ from kazoo.exceptions import NodeExistsError  # noqa: E402
 
 import loadgen  # noqa: E402
 import memory  # noqa: E402
-from memory import rss_mib  # noqa: E402
 from workerpool import WorkerPool, latency_summary, merge  # noqa: E402
 from tests.harness import Ensemble  # noqa: E402
-from tests.zookeeper_harness import ZooKeeperEnsemble, missing_zookeeper  # noqa: E402
-from tests.zookeeper_harness import srvr_mode as mode_of_port  # noqa: E402
+from tests.zookeeper_harness import ZooKeeperEnsemble, missing_zookeeper, mode_or_none  # noqa: E402
 from workloads import CHILDREN_PATH, CREATE_PARENT, DATA_PATH, PAYLOAD  # noqa: E402
 
 RESULTS = BENCH / "results" / "latest.json"
@@ -99,19 +97,12 @@ def make_ensemble(system, workdir, big=False):
                              sync_limit=ZAB_SETTINGS["sync_limit"], **settings)
 
 
-def start_ensemble(ensemble, timeout=60.0):
-    try:
-        ensemble.start(timeout)
-    except BaseException:
-        ensemble.kill_all()
-        raise
-    return ensemble
-
-
 def started(system, workdir, big=False):
-    """A serving ensemble and its servers in connection order."""
-    ensemble = start_ensemble(make_ensemble(system, workdir, big))
+    """A serving ensemble and its servers in connection order; on any failure
+    its processes are gone (nookeeper's Ensemble.start leaves them running)."""
+    ensemble = make_ensemble(system, workdir, big)
     try:
+        ensemble.start(60.0)
         return ensemble, server_order(ensemble)
     except BaseException:
         ensemble.kill_all()
@@ -172,8 +163,8 @@ def measure_kazoo(pool, profile, results):
                 measured = pool.run(op, conns, inflight_per_conn(mode, conns), profile["warmup"],
                                     profile["duration"], tag=f"{op}-{mode}-{conns}")
                 results[row] = {"group": "kazoo", "metric": "ops/s", **measured}
-                log(f"  {row}: {measured['value']:.0f} ops/s, p50 {fmt_ms(measured['p50_ms'])} ms, "
-                    f"p99 {fmt_ms(measured['p99_ms'])} ms" +
+                log(f"  {row}: {measured['value']:.0f} ops/s, p50 {two_decimals(measured['p50_ms'])} ms, "
+                    f"p99 {two_decimals(measured['p99_ms'])} ms" +
                     (f", {measured['errors']} errors" if measured["errors"] else ""))
 
 
@@ -189,8 +180,8 @@ def measure_watch(pool, profile, results, conns):
         "group": "watch", "metric": "ms p50", "value": summary["p50_ms"], **summary,
         "count": answer["count"], "errors": answer["errors"],
         "write_p50_ms": write["p50_ms"], "write_p99_ms": write["p99_ms"]}
-    log(f"  watch: p50 {fmt_ms(summary['p50_ms'])} ms, p99 {fmt_ms(summary['p99_ms'])} ms "
-        f"(the set itself: p50 {fmt_ms(write['p50_ms'])} ms)")
+    log(f"  watch: p50 {two_decimals(summary['p50_ms'])} ms, p99 {two_decimals(summary['p99_ms'])} ms "
+        f"(the set itself: p50 {two_decimals(write['p50_ms'])} ms)")
 
 
 def measure_sessions(pool, order, profile, results):
@@ -204,7 +195,7 @@ def measure_sessions(pool, order, profile, results):
     procs = len(pool.procs)
     row = f"kazoo session connect+close | {procs} process{'es' if procs > 1 else ''}"
     results[row] = {"group": "sessions", "metric": "sessions/s", **measured}
-    log(f"  {row}: {measured['value']:.1f}/s, p50 {fmt_ms(measured['p50_ms'])} ms")
+    log(f"  {row}: {measured['value']:.1f}/s, p50 {two_decimals(measured['p50_ms'])} ms")
 
 
 def measure_loadgen(order, profile, results, workdir, system):
@@ -225,13 +216,6 @@ def measure_loadgen(order, profile, results, workdir, system):
             f"{phase} {measured[phase]:.0f}/s" if measured[phase] else f"{phase} -"
             for phase in (*loadgen.PHASES, "all")) +
             f" ({measured['phases']} phases in {measured['seconds']:.1f} s)")
-
-
-def srvr_mode(server):
-    try:
-        return mode_of_port(server.port, timeout=0.2)
-    except OSError:
-        return None
 
 
 def one_failover(ensemble, tag):
@@ -270,7 +254,7 @@ def one_failover(ensemble, tag):
     elected = None
     try:
         while elected is None and time.monotonic() < deadline:
-            if any(srvr_mode(s) == "leader" for s in survivors):
+            if any(mode_or_none(s.port, timeout=0.2) == "leader" for s in survivors):
                 elected = time.monotonic() - killed_at
             else:
                 time.sleep(0.005)
@@ -287,8 +271,8 @@ def measure_failover(ensemble, profile, results):
         killed, elected, written = one_failover(ensemble, rep)
         elections.append(elected)
         writes.append(written)
-        log(f"  failover {rep + 1}: new leader after {fmt_s(elected)} s, "
-            f"first write after {fmt_s(written)} s")
+        log(f"  failover {rep + 1}: new leader after {two_decimals(elected)} s, "
+            f"first write after {two_decimals(written)} s")
         if rep + 1 < profile["failovers"]:
             killed.launch()
             killed.wait_serving(60)
@@ -304,6 +288,7 @@ def bench_system(system, profile, sections, workdir):
     results = {}
     meta = {}
     max_conns = max(profile["conns"])
+    conns = max(max_conns, 2)   # the watch row needs a watcher and a writer
     began = time.monotonic()
     ensemble, order = started(system, workdir / "servers")
     meta["start_s"] = time.monotonic() - began
@@ -313,26 +298,27 @@ def bench_system(system, profile, sections, workdir):
     log(f"{system}: 3 servers serving after {meta['start_s']:.1f} s ({meta['version']})")
     pool = None
     try:
-        prepare_tree(order[0].hosts, max(max_conns, 2))
+        prepare_tree(order[0].hosts, conns)
         if {"kazoo", "watch", "sessions"} & sections:
             pool = WorkerPool(min(profile["workers"], max_conns), workdir)
-            pool.connect(order, max(max_conns, 2))
+            pool.connect(order, conns)
             pool.run("mix", max_conns, inflight_per_conn("many", max_conns), 0.0,
                      profile["prewarm"], tag="prewarm")
             if "kazoo" in sections:
                 measure_kazoo(pool, profile, results)
             if "watch" in sections:
-                measure_watch(pool, profile, results, max(max_conns, 2))
+                measure_watch(pool, profile, results, conns)
             if "sessions" in sections:
                 measure_sessions(pool, order, profile, results)
             pool.close()
             pool = None
         if "loadgen" in sections:
-            if loadgen.missing_load_gen():
-                log(f"  load_gen rows skipped: {loadgen.missing_load_gen()}")
+            missing = loadgen.missing_load_gen()
+            if missing:
+                log(f"  load_gen rows skipped: {missing}")
             else:
                 measure_loadgen(order, profile, results, workdir, system)
-        meta["rss_mib_after_run"] = [rss_mib(s.proc.pid) for s in ensemble.servers.values()]
+        meta["rss_mib_after_run"] = [memory.rss_mib(s.proc.pid) for s in ensemble.servers.values()]
         if "failover" in sections:
             measure_failover(ensemble, profile, results)
     finally:
@@ -363,11 +349,7 @@ def ratio(a, b):
 
 
 def build_rows(per_system):
-    ids = []
-    for results in per_system.values():
-        for row_id in results:
-            if row_id not in ids:
-                ids.append(row_id)
+    ids = dict.fromkeys(row_id for results in per_system.values() for row_id in results)
     rows = []
     for row_id in ids:
         nk = per_system.get("nookeeper", {}).get(row_id)
@@ -394,24 +376,16 @@ def build_rows(per_system):
     return rows
 
 
-def fmt_ms(value):
+def two_decimals(value):
+    """A latency, duration or ratio for the log and the table; "-" if not measured."""
     return "-" if value is None else f"{value:.2f}"
 
 
-def fmt_s(value):
-    return "-" if value is None else f"{value:.2f}"
-
-
-def fmt_value(value, metric):
+def fmt_value(value):
+    """A main figure: whole numbers from 100 up, where decimals are noise."""
     if value is None:
         return "-"
-    if metric in ("ops/s", "sessions/s") and value >= 100:
-        return f"{value:.0f}"
     return f"{value:.2f}" if value < 100 else f"{value:.0f}"
-
-
-def fmt_ratio(value):
-    return "-" if value is None else f"{value:.2f}"
 
 
 def render_table(rows):
@@ -425,11 +399,11 @@ def render_table(rows):
             if key in row["met"]:
                 verdicts.append(f"{name} {'ok' if row['met'][key] else 'MISS'}")
         lines.append((
-            row["id"], row["metric"], fmt_value(nk.get("value"), row["metric"]),
-            fmt_value(zk.get("value"), row["metric"]), fmt_ratio(row["ratio"]),
-            fmt_ms(nk.get("p50_ms")), fmt_ms(zk.get("p50_ms")),
-            fmt_ms(nk.get("p99_ms")), fmt_ms(zk.get("p99_ms")),
-            fmt_ratio(row["p99_ratio"]), ", ".join(verdicts)))
+            row["id"], row["metric"], fmt_value(nk.get("value")),
+            fmt_value(zk.get("value")), two_decimals(row["ratio"]),
+            two_decimals(nk.get("p50_ms")), two_decimals(zk.get("p50_ms")),
+            two_decimals(nk.get("p99_ms")), two_decimals(zk.get("p99_ms")),
+            two_decimals(row["p99_ratio"]), ", ".join(verdicts)))
     widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
 
     def render(line):
@@ -489,14 +463,15 @@ def main(argv=None):
     sections = set(args.sections.split(",")) if args.sections else set(SECTIONS) - {"big"}
     if args.big:
         sections.add("big")
-    if sections - set(SECTIONS):
-        sys.exit(f"unknown section(s): {', '.join(sorted(sections - set(SECTIONS)))}")
+    unknown = sections - set(SECTIONS)
+    if unknown:
+        sys.exit(f"unknown section(s): {', '.join(sorted(unknown))}")
     notes = []
-    if "zookeeper" in systems and missing_zookeeper():
-        notes.append(f"ZooKeeper not run: {missing_zookeeper()}")
+    if "zookeeper" in systems and (missing := missing_zookeeper()):
+        notes.append(f"ZooKeeper not run: {missing}")
         systems.remove("zookeeper")
-    if "loadgen" in sections and loadgen.missing_load_gen():
-        notes.append(f"load_gen rows not run: {loadgen.missing_load_gen()}")
+    if "loadgen" in sections and (missing := loadgen.missing_load_gen()):
+        notes.append(f"load_gen rows not run: {missing}")
     for note in notes:
         log(note)
 

@@ -40,6 +40,13 @@ class WorkerPool:
     def owner(self, g):
         return g % len(self.procs)
 
+    def conns_by_worker(self, conns):
+        """{worker index: [g, ...]} for connections 0..conns-1."""
+        by_worker = {}
+        for g in range(conns):
+            by_worker.setdefault(self.owner(g), []).append(g)
+        return by_worker
+
     def ask(self, commands, timeout):
         """commands: {worker index: command}; all sent first, then all answers read."""
         for index, command in commands.items():
@@ -60,19 +67,16 @@ class WorkerPool:
         return answers
 
     def connect(self, order, conns):
-        plan = {}
-        for g in range(conns):
-            plan.setdefault(self.owner(g), []).append({"g": g, "hosts": order[g % len(order)].hosts})
-        self.ask({i: {"cmd": "connect", "conns": specs} for i, specs in plan.items()}, timeout=60)
+        self.ask({i: {"cmd": "connect",
+                      "conns": [{"g": g, "hosts": order[g % len(order)].hosts} for g in gs]}
+                  for i, gs in self.conns_by_worker(conns).items()}, timeout=60)
 
     def run(self, op, conns, inflight, warmup, duration, tag):
-        by_worker = {}
-        for g in range(conns):
-            by_worker.setdefault(self.owner(g), []).append(g)
         start = time.monotonic() + 0.05
         window = {"start": start, "measure": start + warmup, "end": start + warmup + duration}
         answers = self.ask({i: {"cmd": "run", "op": op, "conns": gs, "inflight": inflight,
-                                "tag": tag, **window} for i, gs in by_worker.items()},
+                                "tag": tag, **window}
+                           for i, gs in self.conns_by_worker(conns).items()},
                            timeout=warmup + duration + 30)
         return merge(answers.values(), duration)
 

@@ -124,8 +124,8 @@ class Worker:
             self.clients[spec["g"]] = connect(spec["hosts"])
         return {"connected": len(self.clients)}
 
-    def run(self, op, conns, inflight, start, measure, end, tag, seed=0):
-        windows = [Window(self.clients[g], op, g, tag, inflight, start, measure, end, seed * 1000 + g)
+    def run(self, op, conns, inflight, start, measure, end, tag):
+        windows = [Window(self.clients[g], op, g, tag, inflight, start, measure, end, seed=g)
                    for g in conns]
         for window in windows:
             window.thread.start()
@@ -174,8 +174,7 @@ class Worker:
             if began >= end:
                 break
             try:
-                client = KazooClient(hosts=hosts, timeout=CLIENT_TIMEOUT_S, randomize_hosts=False)
-                client.start(timeout=CLIENT_TIMEOUT_S)
+                client = connect(hosts)
                 client.stop()
                 client.close()
             except Exception as e:

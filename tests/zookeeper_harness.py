@@ -24,14 +24,9 @@ import time
 from pathlib import Path
 
 try:
-    from harness import free_port
-except ImportError:  # imported as tests.zookeeper_harness, by the bench
-    from tests.harness import free_port
-
-try:
-    from harness import four_letter_word, wait_for
+    from harness import four_letter_word, free_port, wait_for
 except ImportError:  # imported as tests.zookeeper_harness (e.g. by a benchmark)
-    from tests.harness import four_letter_word, wait_for
+    from tests.harness import four_letter_word, free_port, wait_for
 
 ZOOKEEPER_HOME = Path("/usr/share/zookeeper")
 ZKENV = Path(os.environ.get("NK_ZKENV", ZOOKEEPER_HOME / "bin" / "zkEnv.sh"))
@@ -142,6 +137,15 @@ def srvr_mode(port, timeout=2.0):
         if line.startswith("Mode: "):
             return line[6:].strip()
     return None
+
+
+def mode_or_none(port, timeout):
+    """srvr_mode, with None also for a port that does not answer: for polling
+    servers that may be down or still starting."""
+    try:
+        return srvr_mode(port, timeout=timeout)
+    except OSError:
+        return None
 
 
 class ZooKeeperProcess:
@@ -298,10 +302,7 @@ class ZooKeeperProcess:
         return srvr_mode(self.port)
 
     def safe_mode(self):
-        try:
-            return srvr_mode(self.port, timeout=1.0)
-        except OSError:
-            return None
+        return mode_or_none(self.port, timeout=1.0)
 
     def command(self, word):
         """A four-letter word's answer (all are whitelisted)."""
@@ -404,5 +405,5 @@ class ZooKeeperEnsemble:
 
 __all__ = [
     "ZooKeeperProcess", "ZooKeeperEnsemble", "zookeeper_available", "missing_zookeeper",
-    "zookeeper_classpath", "free_ports", "srvr_mode",
+    "zookeeper_classpath", "free_ports", "srvr_mode", "mode_or_none",
 ]

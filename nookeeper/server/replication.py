@@ -195,11 +195,12 @@ class Replication:
         if self._stopping.is_set():
             return
         if not self._events and self._core_lock.acquire(blocking=False):
+            on_writer = self.writer.on_its_thread()
             try:
                 # Whatever queued since our look goes first: it may be the rest of an earlier step.
-                if self._drain():
-                    self._step(event)
-                    self._drain()
+                if self._drain(on_writer):
+                    self._step(event, on_writer)
+                    self._drain(on_writer)
                 else:
                     self._events.append(event)
             finally:
@@ -218,18 +219,18 @@ class Replication:
             with self._core_lock:
                 self._drain()
 
-    def _drain(self):
+    def _drain(self, on_writer=False):
         """Steps the queued events in order; False if the next must wait for the zab thread."""
         events = self._events
         while events:
-            if not self._step(events.popleft()):
+            if not self._step(events.popleft(), on_writer):
                 return False
         return True
 
-    def _step(self, event):
+    def _step(self, event, on_writer):
         try:
             actions = event[1] if event[0] == "actions" else self._actions_for(event)
-            if self.writer.on_its_thread() and any(type(a) in _WAITS_FOR_DISK for a in actions):
+            if on_writer and any(type(a) in _WAITS_FOR_DISK for a in actions):
                 # The log writer would wait for itself: these actions go first, on the zab thread.
                 self._events.appendleft(("actions", actions))
                 self._wake.set()

@@ -32,18 +32,19 @@ def parse_acl(text):
         ident, sep2, letters = rest.rpartition(":")
         if not sep or not sep2 or not scheme:
             raise AclSyntaxError(f"ACL entry {item!r} is not scheme:id:perms")
-        entries.append(ACL(parse_perms(letters, item), Id(scheme, ident)))
+        entries.append(ACL(_perms(letters, item), Id(scheme, ident)))
     if not entries:
         raise AclSyntaxError(f"no ACL entry in {text!r}")
     return entries
 
 
-def parse_perms(letters, entry=""):
+def _perms(letters, entry):
+    """"rw" -> READ | WRITE; `entry` is the whole scheme:id:perms text, for the error."""
     perms = 0
     for letter in letters:
         bit = _BITS.get(letter)
         if bit is None:
-            raise AclSyntaxError(f"unknown permission {letter!r} in {entry or letters!r}"
+            raise AclSyntaxError(f"unknown permission {letter!r} in {entry!r}"
                                  " (use c, d, r, w, a)")
         perms |= bit
     return perms

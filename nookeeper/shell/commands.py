@@ -27,7 +27,7 @@ from nookeeper.client.exceptions import (
     ZooKeeperError,
 )
 from nookeeper.paths import validate_path
-from nookeeper.shell.acltext import AclSyntaxError, parse_acl
+from nookeeper.shell.acltext import parse_acl
 from nookeeper.shell.results import Acl, Children, Created, Data, Done, NodeStat, Tree
 
 # How many commands `history` lists, counting itself (zkCli shows the same span).
@@ -134,13 +134,6 @@ def _child(parent, name):
     return parent.rstrip("/") + "/" + name
 
 
-def _acl(text):
-    try:
-        return parse_acl(text)
-    except AclSyntaxError as exc:
-        raise UsageError(str(exc)) from None
-
-
 class Shell:
     """Runs command lines against one ShellSession; `finished` turns True on quit."""
 
@@ -178,7 +171,8 @@ class Shell:
         except (ZooKeeperError, ClientError) as exc:
             raise CommandFailure.from_error(exc, path) from None
         except ValueError as exc:
-            # The client could not encode what was typed (a connect string, a request).
+            # Text nk or the client could not read: ACL text (AclSyntaxError),
+            # a connect string, a request the client cannot encode.
             raise CommandFailure.from_usage(exc) from None
 
     # -- helpers shared by commands --------------------------------------
@@ -229,7 +223,7 @@ def _ls(shell, opts, args):
 def _create(shell, opts, args):
     path = _path(args[0], sequential="-s" in opts)
     value = args[1].encode("utf-8") if len(args) > 1 else None
-    acl = _acl(args[2]) if len(args) > 2 else None
+    acl = parse_acl(args[2]) if len(args) > 2 else None
     created = shell.wait(shell.client.create_async(
         path, value, acl=acl, ephemeral="-e" in opts, sequence="-s" in opts))
     return Created(created)
@@ -290,7 +284,7 @@ def _set_acl(shell, opts, args):
     """With -R the tree is listed before any ACL changes, so an ACL without
     read permission cannot hide the nodes below from the walk."""
     path = _path(args[0])
-    acl = _acl(args[1])
+    acl = parse_acl(args[1])
     version = _version(opts)
     below = shell.walk(path)[1:] if "-R" in opts else []
     stat = shell.wait(shell.client.set_acls_async(path, acl, version))
@@ -333,8 +327,8 @@ def _print_watches(shell, opts, args):
 
 def _history(shell, opts, args):
     history = shell.session.history
-    first = max(0, shell.session.next_number - HISTORY_SHOWN)
-    shown = [(number, history[number]) for number in sorted(history) if number >= first]
+    first = max(0, len(history) - HISTORY_SHOWN)
+    shown = list(enumerate(history))[first:]
     return Done("\n".join(f"{number} - {line}" for number, line in shown),
                 {"history": [{"number": number, "command": line} for number, line in shown]})
 
@@ -344,9 +338,10 @@ def _redo(shell, opts, args):
     that command in place of the redo, so a redo is never redone."""
     if not args[0].isdigit():
         raise UsageError("usage: redo cmdno")
-    line = shell.session.history.get(int(args[0]))
-    if line is None:
+    number = int(args[0])
+    if number >= len(shell.session.history):
         raise UsageError(f"no command number {args[0]} in the history")
+    line = shell.session.history[number]
     words = split(line)
     if words[0] == "redo":
         raise UsageError(f"command {args[0]} is itself a redo")

@@ -60,12 +60,12 @@ class Console:
             self._prompt = prompt
 
     def result(self, result):
-        shown = render.as_json(result) if self.as_json else render.text(result)
+        shown = render.result_output(result, self.as_json)
         if shown is not None:
             self._write(self.stdout, shown + "\n")
 
     def failure(self, failure):
-        shown = render.error_json(failure) if self.as_json else render.error_text(failure)
+        shown = render.failure_output(failure, self.as_json)
         self._write(self.stderr, shown + "\n")
 
     def line(self, text):
@@ -75,7 +75,7 @@ class Console:
         """Called on the watcher thread."""
         if event.type == EventType.NONE and not self.terminal:
             return
-        shown = render.event_json(event) if self.as_json else render.event_text(event)
+        shown = render.event_output(event, self.as_json)
         with self._lock:
             if self._prompt is None:
                 self.stdout.write(shown + "\n")

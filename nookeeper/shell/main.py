@@ -86,10 +86,9 @@ def one_shot(session, words, as_json):
         finally:
             session.close()
     except CommandFailure as failure:
-        shown = render.error_json(failure) if as_json else render.error_text(failure)
-        print(shown, file=sys.stderr)
+        print(render.failure_output(failure, as_json), file=sys.stderr)
         return 1
-    shown = render.as_json(result) if as_json else render.text(result)
+    shown = render.result_output(result, as_json)
     if shown is not None:
         print(shown)
     return 0

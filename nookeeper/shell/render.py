@@ -61,7 +61,7 @@ def stat_text(stat):
 
 def stat_document(stat):
     """The Stat record under its wire field names."""
-    return dict(stat._asdict())
+    return stat._asdict()
 
 
 def data_text(value):
@@ -182,7 +182,7 @@ def _(result: Done):
 
 
 def as_json(result):
-    return json.dumps(document(result), sort_keys=False)
+    return json.dumps(document(result))
 
 
 # -- errors and events -----------------------------------------------------
@@ -197,17 +197,34 @@ def error_json(failure):
     return json.dumps({"error": failure.name, "code": failure.code, "message": failure.message})
 
 
+def _event_names(event):
+    """(type, state) in ZooKeeper's words."""
+    return _EVENT_NAMES.get(event.type, event.type), _STATE_NAMES.get(event.state, event.state)
+
+
 def event_text(event):
     """A watch or session event, laid out as zkCli.sh prints it."""
-    kind = _EVENT_NAMES.get(event.type, event.type)
-    state = _STATE_NAMES.get(event.state, event.state)
+    kind, state = _event_names(event)
     path = event.path if event.path is not None else "null"
     return f"\nWATCHER::\n\nWatchedEvent state:{state} type:{kind} path:{path}"
 
 
 def event_json(event):
-    return json.dumps({"watcher": {
-        "type": _EVENT_NAMES.get(event.type, event.type),
-        "state": _STATE_NAMES.get(event.state, event.state),
-        "path": event.path,
-    }})
+    kind, state = _event_names(event)
+    return json.dumps({"watcher": {"type": kind, "state": state, "path": event.path}})
+
+
+# -- the form nk was asked for -----------------------------------------------
+
+
+def result_output(result, in_json):
+    """What to print for a result; None prints nothing."""
+    return as_json(result) if in_json else text(result)
+
+
+def failure_output(failure, in_json):
+    return error_json(failure) if in_json else error_text(failure)
+
+
+def event_output(event, in_json):
+    return event_json(event) if in_json else event_text(event)

@@ -32,8 +32,7 @@ class ShellSession:
         self.on_event = on_event
         self.print_watches = True
         self.client = None
-        self.history = {}
-        self.next_number = 0
+        self.history = []
         self._retired = None
         self._watcher = None
 
@@ -64,17 +63,8 @@ class ShellSession:
             client.stop()
             raise
         self.client, self._retired, self._watcher = client, retired, watcher
-        self._await_queued_events(client)
-
-    def _await_queued_events(self, client):
-        """Wait until the watcher thread has run everything queued so far.
-
-        A reply's callbacks run on that thread after every event queued
-        before it, so one cheap request's callback marks the point.
-        """
-        reached = threading.Event()
-        client.exists_async("/").rawlink(lambda result: reached.set())
-        reached.wait(self.timeout)
+        # Any cheap request: its reply's callbacks run after the connection event.
+        self._await_handed_on(client.exists_async("/"))
 
     def close(self):
         """End the session (its ephemerals go); nothing it does is printed after this."""
@@ -103,24 +93,36 @@ class ShellSession:
         that arrived before the reply, so the event a command itself causes
         (`set` on a node watched with `get -w`) prints before its result.
         """
-        handed_on = threading.Event()
-        result.rawlink(lambda result: handed_on.set())
-        handed_on.wait(self.timeout)
+        self._await_handed_on(result)
         try:
             return result.get(block=False)
         except KeeperTimeoutError:
             raise KeeperTimeoutError(f"no reply within {self.timeout:g} s") from None
 
+    def _await_handed_on(self, result):
+        """Wait (at most the timeout) until the watcher thread has run `result`'s callbacks.
+
+        They run after every event queued before the reply, so once they
+        have, those events have been handed on too.
+        """
+        handed_on = threading.Event()
+        result.rawlink(lambda result: handed_on.set())
+        handed_on.wait(self.timeout)
+
     # -- history -------------------------------------------------------
+
+    @property
+    def next_number(self):
+        """The number the next command gets; commands are numbered from 0, none dropped."""
+        return len(self.history)
 
     def record(self, line):
         """Number a command line, as the prompt showed it, and keep it for history/redo."""
-        self.history[self.next_number] = line
-        self.next_number += 1
+        self.history.append(line)
 
     def replace_last(self, line):
         """redo: the history keeps the command redone, not the redo."""
-        self.history[self.next_number - 1] = line
+        self.history[-1] = line
 
     # -- events --------------------------------------------------------
 

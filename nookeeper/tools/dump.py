@@ -13,6 +13,7 @@ database that cannot be read or cannot answer (purged too far back, say);
 import argparse
 import os
 import sys
+from functools import partial
 
 from nookeeper.snapshot import CorruptSnapshot
 from nookeeper.tools import dump_render as render
@@ -27,6 +28,7 @@ from nookeeper.tools.dump_zxid import follows, parse_zxid, show
 from nookeeper.zab.zxid import fmt
 
 PROG = "nk-dump"
+REBUILD_ATTEMPTS = 3
 EXIT_PROBLEM = 1
 EXIT_BAD_INPUT = 2
 EXIT_PIPE_CLOSED = 141
@@ -169,8 +171,9 @@ def _run(db, args, output):
     return list_txns(db, flt, output)
 
 
-def _loader(db):
-    return lambda info: snapshot_tree(info, db.snapshot_chunks(info.zxid))
+def _load_snapshot(db, info):
+    """A snapshot's tree, its chunks read now: CorruptSnapshot if bad or purged meanwhile."""
+    return snapshot_tree(info, db.snapshot_chunks(info.zxid))
 
 
 def _warn_skipped(base, output):
@@ -189,7 +192,8 @@ def entries(db, flt, output):
         if earliest and view.first is not None and (
                 flt.exact_path is not None or flt.first is not None and flt.first < view.first):
             output.warn(f"the log starts at {show(view.first)}: older txns were purged")
-        base = choose_base(view.snapshots, view.first, max(earliest, wanted_after), _loader(db))
+        base = choose_base(view.snapshots, view.first, max(earliest, wanted_after),
+                           partial(_load_snapshot, db))
     except LogDoesNotReach as e:
         output.warn(f"results not shown: {e}")
         timeline, after = Timeline(0, None, stopped=str(e)), wanted_after
@@ -235,7 +239,7 @@ class _ListingReplay:
         for info in self.resume_from:
             if follows(info.zxid, row.zxid):
                 try:
-                    tree = snapshot_tree(info, self.db.snapshot_chunks(info.zxid))
+                    tree = _load_snapshot(self.db, info)
                 except CorruptSnapshot:
                     return
                 self.timeline.restart(info.zxid, tree)
@@ -279,23 +283,23 @@ def list_snapshots(db, output):
 
 # ---- the tree at a zxid -----------------------------------------------------
 
-def tree_at(db, target, output, attempts=3):
+def tree_at(db, target, output):
     """(tree, base, txns applied after the base) as it was right after `target`.
 
     On a running server a purge may remove the snapshot or the log rows being
     read; when the start of the log moved meanwhile, the rebuild starts over.
     """
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, REBUILD_ATTEMPTS + 1):
         view = db.overview()
         try:
             return _rebuild(db, view, target, output)
         except LogDoesNotReach:
-            if attempt == attempts or db.first_zxid() == view.first:
+            if attempt == REBUILD_ATTEMPTS or db.first_zxid() == view.first:
                 raise
 
 
 def _rebuild(db, view, target, output):
-    base = choose_base(view.snapshots, view.first, target, _loader(db))
+    base = choose_base(view.snapshots, view.first, target, partial(_load_snapshot, db))
     _warn_skipped(base, output)
     timeline = Timeline(base.zxid, base.tree)
     for row in db.rows(after=base.zxid, upto=target):

@@ -26,9 +26,7 @@ class UnreadableDatabase(Exception):
 
 class Overview(NamedTuple):
     snapshots: list        # SnapshotInfo, oldest first
-    count: int             # log rows
-    first: int | None      # the log's first and last zxid; None when it is empty
-    last: int | None
+    first: int | None      # the log's first zxid; None when it is empty
 
 
 class Row(NamedTuple):
@@ -47,7 +45,6 @@ class Row(NamedTuple):
     @property
     def crc_ok(self) -> bool:
         return self.computed_crc == self.crc
-
 
 
 def _blob(value) -> bytes:
@@ -135,12 +132,11 @@ class LogDatabase:
         """Snapshots and the log's extent together: a purge deletes snapshots and
         then log rows, and the two must be seen at the same moment."""
         with self._one_moment() as conn:
-            count, first, last = conn.execute(
-                "SELECT count(*), min(zxid), max(zxid) FROM txnlog").fetchone()
+            (first,) = conn.execute("SELECT min(zxid) FROM txnlog").fetchone()
             infos = [SnapshotInfo(*row) for row in conn.execute(
                 "SELECT zxid, time, nodes, size, chunks, crc FROM snapshots ORDER BY zxid")] \
                 if self._has_snapshots else []
-        return Overview(infos, count, first, last)
+        return Overview(infos, first)
 
     def snapshot_chunks(self, zxid: int) -> list[bytes] | None:
         """A snapshot's chunks in order, read with its row so that a purge cannot

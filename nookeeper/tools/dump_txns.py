@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from nookeeper.errors import ERRORS_BY_CODE, MarshallingError, RuntimeInconsistency
 from nookeeper.tree import (
-    CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL, DELETE, DELETE_CONTAINER, MULTI, SET_ACL,
-    SET_DATA,
+    CHECK, CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL, DELETE, DELETE_CONTAINER, MULTI,
+    SET_ACL, SET_DATA,
 )
 from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION
+from nookeeper.wire.client import OpCode
 from nookeeper.wire.txn import decode_txn
 
 TYPE_NAMES = {
@@ -22,10 +23,10 @@ TYPE_NAMES = {
     DELETE: "delete",
     SET_DATA: "setData",
     SET_ACL: "setACL",
-    13: "check",
+    CHECK: "check",
     MULTI: "multi",
     CREATE2: "create2",
-    16: "reconfig",
+    OpCode.RECONFIG: "reconfig",
     CREATE_CONTAINER: "createContainer",
     DELETE_CONTAINER: "deleteContainer",
     CREATE_TTL: "createTTL",

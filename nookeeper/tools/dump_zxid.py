@@ -7,7 +7,7 @@ All three forms are accepted wherever nk-dump takes a zxid.
 
 import string
 
-from nookeeper.zab.zxid import counter_of, epoch_of, fmt
+from nookeeper.zab.zxid import counter_of, epoch_of, fmt, make_zxid
 
 _MAX_HALF = 0xFFFFFFFF
 _MAX_ZXID = (1 << 63) - 1
@@ -21,7 +21,7 @@ def parse_zxid(text: str) -> int:
             epoch, counter = (_natural(part) for part in raw.split(":", 1))
             if epoch > _MAX_HALF or counter > _MAX_HALF:
                 raise ValueError
-            value = (epoch << 32) | counter
+            value = make_zxid(epoch, counter)
         elif raw[:2].lower() == "0x":
             value = _hexadecimal(raw[2:])
         else:

@@ -190,55 +190,47 @@ TAGS = {cls: tag for tag, (cls, _) in BODIES.items()}
 # the construct records above stay their definition and tests hold the two
 # to the same bytes.
 _HEADER = struct.Struct(">4sBBI")
-_PAIR = struct.Struct(">qq")
+_PAIR = struct.Struct(">qq")  # Ack, Commit
+# The fixed fields before a payload, the payload's length last.
 _PROPOSAL = struct.Struct(">qqI")
 _REQUEST = struct.Struct(">qI")
-_PAIRS = {Ack: TAGS[Ack], Commit: TAGS[Commit]}
-_PAIR_CLASSES = {tag: cls for cls, tag in _PAIRS.items()}
-_PROPOSAL_TAG = TAGS[Proposal]
-_REQUEST_TAG = TAGS[Request]
-_BROADCAST = frozenset({Proposal, Ack, Commit, Request})
+_PAYLOAD_HEADS = {Proposal: _PROPOSAL, Request: _REQUEST}
+_FAST = {cls: TAGS[cls] for cls in (Proposal, Ack, Commit, Request)}
+_FAST_CLASSES = {tag: cls for cls, tag in _FAST.items()}
 
 
 def _encode_broadcast(message):
     kind = type(message)
     try:
         if kind is Proposal:
-            payload = message.payload
-            body = _PROPOSAL.pack(message.epoch, message.zxid, len(payload)) + payload
-            tag = _PROPOSAL_TAG
+            body = _with_payload(_PROPOSAL, message.payload, message.epoch, message.zxid)
         elif kind is Request:
-            payload = message.payload
-            body = _REQUEST.pack(message.epoch, len(payload)) + payload
-            tag = _REQUEST_TAG
+            body = _with_payload(_REQUEST, message.payload, message.epoch)
         else:
             body = _PAIR.pack(message.epoch, message.zxid)
-            tag = _PAIRS[kind]
     except (struct.error, TypeError) as exc:
         raise ValueError(f"cannot encode {kind.__name__}: {exc}") from exc
-    return _frame(tag, body)
+    return _frame(_FAST[kind], body)
+
+
+def _with_payload(head, payload, *fields):
+    return head.pack(*fields, len(payload)) + payload
 
 
 def _decode_broadcast(tag, body):
-    if tag == _PROPOSAL_TAG:
-        if len(body) < _PROPOSAL.size:
-            raise PeerFrameError(f"malformed body: Proposal of {len(body)} bytes")
-        epoch, zxid, length = _PROPOSAL.unpack_from(body)
-        if len(body) != _PROPOSAL.size + length:
-            raise PeerFrameError(f"malformed body: Proposal payload of {length} bytes "
-                                 f"in a body of {len(body)}")
-        return Proposal(epoch, zxid, bytes(body[_PROPOSAL.size:]))
-    if tag == _REQUEST_TAG:
-        if len(body) < _REQUEST.size:
-            raise PeerFrameError(f"malformed body: Request of {len(body)} bytes")
-        epoch, length = _REQUEST.unpack_from(body)
-        if len(body) != _REQUEST.size + length:
-            raise PeerFrameError(f"malformed body: Request payload of {length} bytes "
-                                 f"in a body of {len(body)}")
-        return Request(epoch, bytes(body[_REQUEST.size:]))
-    if len(body) != _PAIR.size:
-        raise PeerFrameError(f"malformed body: {_PAIR_CLASSES[tag].__name__} of {len(body)} bytes")
-    return _PAIR_CLASSES[tag](*_PAIR.unpack(body))
+    cls = _FAST_CLASSES[tag]
+    head = _PAYLOAD_HEADS.get(cls)
+    if head is None:
+        if len(body) != _PAIR.size:
+            raise PeerFrameError(f"malformed body: {cls.__name__} of {len(body)} bytes")
+        return cls(*_PAIR.unpack(body))
+    if len(body) < head.size:
+        raise PeerFrameError(f"malformed body: {cls.__name__} of {len(body)} bytes")
+    *fields, length = head.unpack_from(body)
+    if len(body) != head.size + length:
+        raise PeerFrameError(f"malformed body: {cls.__name__} payload of {length} bytes "
+                             f"in a body of {len(body)}")
+    return cls(*fields, bytes(body[head.size:]))
 
 
 def _build(record, values, name):
@@ -266,7 +258,7 @@ def encode(message) -> bytes:
     A field that does not fit its wire type is a ValueError: a bug on this
     side, not something a peer did.
     """
-    if type(message) in _BROADCAST:
+    if type(message) in _FAST:
         return _encode_broadcast(message)
     tag = TAGS.get(type(message))
     if tag is None:
@@ -302,7 +294,7 @@ def decode_body(type_tag: int, body: bytes):
     """The message dataclass; entries and sessions come back as tuples."""
     if type_tag == HELLO:
         raise PeerFrameError("Hello is only valid as a connection's first frame")
-    if type_tag == _PROPOSAL_TAG or type_tag == _REQUEST_TAG or type_tag in _PAIR_CLASSES:
+    if type_tag in _FAST_CLASSES:
         return _decode_broadcast(type_tag, body)
     if type_tag not in BODIES:
         raise PeerFrameError(f"unknown frame type {type_tag}")

@@ -18,11 +18,15 @@ from tests.zookeeper_harness import zookeeper_available  # noqa: E402
 KAZOO_OPS = ("create", "set", "get", "exists", "get_children(1000)", "mix 90% get/10% set")
 
 
+def run_bench(*argv, timeout, cwd=None):
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), *argv],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
 @pytest.mark.timeout(90)
 def test_tiny_run_writes_every_row_with_ratios(tmp_path):
     out = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--tiny", "--out", str(out)],
-                         capture_output=True, text=True, timeout=80, cwd=str(tmp_path))
+    run = run_bench("--tiny", "--out", str(out), timeout=80, cwd=str(tmp_path))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     document = json.loads(out.read_text())
     rows = {row["id"]: row for row in document["rows"]}
@@ -68,9 +72,8 @@ def _state(pid):
 def test_big_rows_on_a_small_tree(tmp_path):
     """--big's code path with 2,000 znodes instead of 1,000,000."""
     out = tmp_path / "big.json"
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--tiny", "--big",
-                          "--sections", "big", "--big-count", "2000", "--out", str(out)],
-                         capture_output=True, text=True, timeout=80, cwd=str(tmp_path))
+    run = run_bench("--tiny", "--big", "--sections", "big", "--big-count", "2000", "--out", str(out),
+                    timeout=80, cwd=str(tmp_path))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     document = json.loads(out.read_text())
     rows = {row["id"]: row for row in document["rows"]}
@@ -94,7 +97,6 @@ def test_big_rows_on_a_small_tree(tmp_path):
     (["--time-limit", "soon"], "not a number"),
 ])
 def test_bad_arguments_are_named_without_a_traceback(argv, message):
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), *argv],
-                         capture_output=True, text=True, timeout=30)
+    run = run_bench(*argv, timeout=30)
     assert run.returncode != 0
     assert message in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -1,8 +1,9 @@
 """bin/nk as a person uses it: on a pseudo-terminal, with readline, completion and watches.
 
 Every test runs against nookeeper and Apache ZooKeeper 3.8 (the `backend`
-fixture) but those marked NOOKEEPER_ONLY, which test the shell's own side. Keys are sent as a terminal sends them: "\\t" for Tab, "\\x1b[A"
-for the Up arrow, "\\x04" for Ctrl-D.
+fixture) but those marked NOOKEEPER_ONLY, which test the shell's own side.
+Keys are sent as a terminal sends them: "\\t" for Tab, "\\x1b[A" for the
+Up arrow, "\\x04" for Ctrl-D.
 """
 
 import json

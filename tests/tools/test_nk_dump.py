@@ -392,7 +392,7 @@ def test_verify_holds_the_first_row_to_the_snapshot_before_it(snapped, tmp_path)
 def test_listing_from_a_later_zxid_replays_from_the_nearest_snapshot(snapped):
     everything = json_lines(run_dump(snapped.data_dir, "--json"))
     assert {e["result"] for e in everything} == {"ok"}
-    later, _older, snapshots = _points_between_snapshots(snapped)
+    later, _older, _snapshots = _points_between_snapshots(snapped)
     start = later[-1][0]
     suffix = [e for e in everything if e["zxid_int"] >= start]
     assert json_lines(run_dump(snapped.data_dir, "--from", fmt(start), "--json")) == suffix
@@ -401,7 +401,7 @@ def test_listing_from_a_later_zxid_replays_from_the_nearest_snapshot(snapped):
 def test_verify_names_a_corrupted_snapshot_and_replay_falls_back(snapped, tmp_path):
     copy = copy_db(snapped.server, tmp_path / "copy.db")
     with sqlite3.connect(copy) as conn:
-        older, newest = [z for (z,) in conn.execute("SELECT zxid FROM snapshots ORDER BY zxid")]
+        _older, newest = [z for (z,) in conn.execute("SELECT zxid FROM snapshots ORDER BY zxid")]
         (chunk,) = conn.execute("SELECT data FROM snapshot_chunks WHERE zxid = ? AND seq = 1",
                                 (newest,)).fetchone()
         conn.execute("UPDATE snapshot_chunks SET data = ? WHERE zxid = ? AND seq = 1",
