@@ -2,12 +2,16 @@
 
 Gauges are read from the server's state when Prometheus scrapes, so serving
 clients costs nothing for them; the histograms are the ones ServerStats
-fills as requests, group commits and proposals happen.
+fills as requests, group commits and proposals happen, turned into
+Prometheus' cumulative buckets here, when scraped.
 """
 
+import itertools
+
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from nookeeper import ZOOKEEPER_COMPAT_VERSION, __version__
 from nookeeper.zab.messages import LEADING
@@ -74,7 +78,18 @@ class NodeCollector(Collector):
         yield _gauge("nookeeper_synced_followers",
                      "On the leader: followers synchronised and receiving proposals.", synced)
         for histogram in node.stats.histograms():
-            yield from histogram.collect()
+            yield _histogram_family(histogram)
+
+
+def _histogram_family(histogram):
+    labels = [histogram.label] if histogram.label else []
+    family = HistogramMetricFamily(histogram.name, histogram.documentation, labels=labels)
+    for label_value, buckets in sorted(histogram.series.items(), key=lambda item: str(item[0])):
+        edges = [floatToGoString(bound) for bound in buckets.bounds] + ["+Inf"]
+        cumulative = itertools.accumulate(buckets.counts)
+        family.add_metric([label_value] if histogram.label else [],
+                          list(zip(edges, cumulative)), buckets.sum)
+    return family
 
 
 def _gauge(name, documentation, value):

@@ -2,15 +2,14 @@
 
 Two views of the same events: plain counters and avg/min/max summaries in
 ZooKeeper's units (milliseconds) for srvr, stat, mntr and cons, which `srst`
-may reset; and Prometheus histograms in seconds for server/metrics.py, which
-only ever grow, as Prometheus expects of them.
+may reset; and histograms in seconds for server/metrics.py, which only ever
+grow, as Prometheus expects of them.
 """
 
+import bisect
 import collections
 import threading
 import time
-
-from prometheus_client import Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0)
@@ -57,30 +56,39 @@ def _number(value, digits):
     return value if isinstance(value, int) else repr(round(value, digits))
 
 
+class Buckets:
+    """One histogram's counts. Every request is observed, so an observation is
+    a bisect and two additions under ServerStats' lock; the cumulative
+    Prometheus form is built only when it is scraped (server/metrics.py).
+    A prometheus_client Histogram took a tenth of a loaded leader's apply thread."""
+
+    def __init__(self, bounds):
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one: above every bound
+        self.sum = 0
+
+    def observe(self, value):
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def copy(self):
+        twin = Buckets(self.bounds)
+        twin.counts = list(self.counts)
+        twin.sum = self.sum
+        return twin
+
+
+class Histogram(collections.namedtuple("Histogram", "name documentation label series")):
+    """What a scrape gets: series maps a label value (None without a label) to Buckets."""
+
+
 class ServerStats:
     def __init__(self):
         self._lock = threading.Lock()
-        self.request_latency = Histogram(
-            "nookeeper_request_latency_seconds",
-            "Client requests by op: time from the request's arrival to its reply being queued.",
-            ["op"], buckets=LATENCY_BUCKETS, registry=None,
-        )
-        self.fsync_time = Histogram(
-            "nookeeper_wal_fsync_seconds",
-            "Group commits of the write-ahead log: one SQLite transaction and its fsync.",
-            buckets=FSYNC_BUCKETS, registry=None,
-        )
-        self.batch_size = Histogram(
-            "nookeeper_wal_batch_txns",
-            "Txns written by one group commit of the write-ahead log.",
-            buckets=BATCH_BUCKETS, registry=None,
-        )
-        self.proposal_latency = Histogram(
-            "nookeeper_proposal_commit_seconds",
-            "On the leader: time from proposing a txn to applying it, once a quorum has logged it.",
-            buckets=LATENCY_BUCKETS, registry=None,
-        )
         self._by_op = {}
+        self._fsync_time = Buckets(FSYNC_BUCKETS)
+        self._batch_size = Buckets(BATCH_BUCKETS)
+        self._proposal_latency = Buckets(LATENCY_BUCKETS)
         self._in_flight = collections.deque(maxlen=_MAX_IN_FLIGHT)
         self.fsync_ms = Summary()
         self.batch_txns = Summary()
@@ -104,7 +112,23 @@ class ServerStats:
             self.proposal_ms.reset()
 
     def histograms(self):
-        return (self.request_latency, self.fsync_time, self.batch_size, self.proposal_latency)
+        """Copies, taken under the lock, so each scrape is consistent."""
+        with self._lock:
+            by_op = {op: buckets.copy() for op, buckets in self._by_op.items()}
+            return (
+                Histogram("nookeeper_request_latency_seconds",
+                          "Client requests by op: time from the request's arrival to its reply being queued.",
+                          "op", by_op),
+                Histogram("nookeeper_wal_fsync_seconds",
+                          "Group commits of the write-ahead log: one SQLite transaction and its fsync.",
+                          None, {None: self._fsync_time.copy()}),
+                Histogram("nookeeper_wal_batch_txns",
+                          "Txns written by one group commit of the write-ahead log.",
+                          None, {None: self._batch_size.copy()}),
+                Histogram("nookeeper_proposal_commit_seconds",
+                          "On the leader: time from proposing a txn to applying it, once a quorum has logged it.",
+                          None, {None: self._proposal_latency.copy()}),
+            )
 
     # -- client requests ----------------------------------------------------
 
@@ -118,12 +142,12 @@ class ServerStats:
 
     def record(self, op, seconds, response_size):
         """One reply queued, for a request of op (ZooKeeper's name: create, getData, ...)."""
-        child = self._by_op.get(op)
-        if child is None:
-            child = self._by_op.setdefault(op, self.request_latency.labels(op))
-        child.observe(seconds)
         latency_ms = int(seconds * 1000)
         with self._lock:
+            buckets = self._by_op.get(op)
+            if buckets is None:
+                buckets = self._by_op[op] = Buckets(LATENCY_BUCKETS)
+            buckets.observe(seconds)
             self.sent += 1
             self.total_latency += latency_ms
             self.max_latency = max(self.max_latency, latency_ms)
@@ -141,9 +165,9 @@ class ServerStats:
 
     def wal_batch(self, seconds, size):
         """One group commit of the log writer: its duration and how many txns it wrote."""
-        self.fsync_time.observe(seconds)
-        self.batch_size.observe(size)
         with self._lock:
+            self._fsync_time.observe(seconds)
+            self._batch_size.observe(size)
             self.fsync_ms.add(seconds * 1000)
             self.batch_txns.add(size)
 
@@ -164,6 +188,6 @@ class ServerStats:
         if in_flight and in_flight[0][0] == zxid:
             _, started = in_flight.popleft()
             seconds = time.perf_counter() - started
-            self.proposal_latency.observe(seconds)
             with self._lock:
+                self._proposal_latency.observe(seconds)
                 self.proposal_ms.add(seconds * 1000)
