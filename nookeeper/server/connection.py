@@ -5,12 +5,18 @@ still in flight is served at once by the reader thread; otherwise it waits in
 `pending` behind that write and is served by the apply thread right after the
 write's reply, so a session always reads its own writes (FIFO client order).
 
-Everything sent goes through one outbound queue drained by a sender thread,
-so the apply thread never blocks on a slow client's socket, and a watch event
-queued while a change is applied precedes every reply that can see it.
+Everything sent leaves in the order it was handed to send(). It goes through
+an outbound queue drained by a sender thread, so the apply thread never
+blocks on a slow client's socket, and a watch event queued while a change is
+applied precedes every reply that can see it. While the apply thread applies
+a batch of txns it holds what it sends (replies_held), and at the end of the
+batch writes each connection's share with one non-blocking send when nothing
+is queued before it: one write per connection per batch and, on a quiet
+server, no hand-off to the sender thread on a write's critical path.
 """
 
 import collections
+import contextlib
 import functools
 import logging
 import queue
@@ -72,6 +78,19 @@ OP_NAMES = {
 }
 
 _CLOSE = object()
+_holding = threading.local()
+
+
+@contextlib.contextmanager
+def replies_held():
+    """What this thread sends inside is held per connection and written at the end."""
+    held = _holding.conns = {}
+    try:
+        yield
+    finally:
+        _holding.conns = None
+        for conn in held:
+            conn._release_held()
 
 
 class _Pending:
@@ -108,6 +127,9 @@ class Connection:
         self.closed = False
         self.closing_session = False
         self._outbound = queue.SimpleQueue()
+        self._send_lock = threading.Lock()
+        self._queued = 0     # items handed to the sender thread and not yet written
+        self._held = None    # sent inside replies_held() and not yet released
         self._order_lock = threading.Lock()
         self._pending = collections.deque()
         self._sender = threading.Thread(
@@ -142,7 +164,36 @@ class Connection:
         return len(self._pending)
 
     def send(self, data):
-        if not self.closed:
+        if self.closed:
+            return
+        holder = getattr(_holding, "conns", None)
+        with self._send_lock:
+            if self._held is not None:
+                # Held by the apply thread: whatever comes next waits behind it.
+                self._held.append(data)
+            elif holder is not None:
+                self._held = [data]
+                holder[self] = None
+            else:
+                self._queued += 1
+                self._outbound.put(data)
+
+    def _release_held(self):
+        with self._send_lock:
+            held, self._held = self._held, None
+            if not held:
+                return  # closed meanwhile: close() queued it
+            data = b"".join(held)
+            if self._queued == 0:
+                try:
+                    written = self.sock.send(data, socket.MSG_DONTWAIT)
+                except OSError:
+                    written = 0  # full or broken: the sender thread writes or finds out
+                if written == len(data):
+                    self.sent += len(held)
+                    return
+                data = data[written:]
+            self._queued += 1
             self._outbound.put(data)
 
     def send_event(self, event_type, path):
@@ -153,6 +204,11 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        with self._send_lock:
+            held, self._held = self._held, None
+            if held:
+                self._queued += 1
+                self._outbound.put(b"".join(held))
         if flush:
             self._outbound.put(_CLOSE)
         else:
@@ -183,6 +239,8 @@ class Connection:
                 try:
                     self.sock.sendall(b"".join(chunks))
                     self.sent += len(chunks)
+                    with self._send_lock:
+                        self._queued -= len(chunks)
                 except OSError:
                     self.closed = True
                     done = True

@@ -16,6 +16,7 @@ import time
 from construct import Container
 
 from nookeeper.server.clientport import make_client_port
+from nookeeper.server.connection import replies_held
 from nookeeper.server.replication import Replication
 from nookeeper.server.sessions import SessionTable
 from nookeeper.server.stats import ServerStats
@@ -124,6 +125,10 @@ class ServerNode:
                 conn.close(flush=False)
             log.info("session %#x closed at zxid %#x", txn.session, txn.zxid)
         return outcome
+
+    def replies_held(self):
+        """Around a batch of applied txns: each connection's replies and events leave together."""
+        return replies_held()
 
     def reset_tree(self, tree):
         """The applied state becomes a snapshot's (at start-up, or a leader's SNAP)."""

@@ -370,15 +370,17 @@ class Replication:
             kind = item[0]
             if kind == "apply":
                 local = self._local
-                for zxid, payload in item[1]:
-                    txn = local.pop(zxid, None) or decode_txn(payload)
-                    outcome = node.apply_txn(txn)
-                    self._complete(txn, outcome)
-                self._release_syncs()
+                with node.replies_held():
+                    for zxid, payload in item[1]:
+                        txn = local.pop(zxid, None) or decode_txn(payload)
+                        outcome = node.apply_txn(txn)
+                        self._complete(txn, outcome)
+                    self._release_syncs()
                 self.snapshotter.applied(len(item[1]))
             elif kind == "sync":
                 self._sync_waits.append((item[1], item[2]))
-                self._release_syncs()
+                with node.replies_held():
+                    self._release_syncs()
             elif kind == "install":
                 self._install_tree(item[1], item[2])
             elif kind == "stop-serving":

@@ -1,0 +1,77 @@
+"""A connection's outbound bytes: order kept whether the apply thread holds
+them for a batch, the sender thread writes them, or the connection closes."""
+
+import socket
+import threading
+
+import pytest
+
+from nookeeper.server.connection import Connection, replies_held
+
+
+@pytest.fixture
+def pair():
+    ours, theirs = socket.socketpair()
+    theirs.settimeout(5)
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+def read_all(sock):
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def test_held_sends_are_written_together_by_the_holding_thread(pair):
+    ours, theirs = pair
+    conn = Connection(None, ours, ("127.0.0.1", 1))  # its sender thread is never started
+    with replies_held():
+        conn.send(b"reply-1;")
+        conn.send(b"event;")
+        conn.send(b"reply-2;")
+        theirs.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            theirs.recv(100)  # nothing leaves before the batch ends
+        theirs.setblocking(True)
+    theirs.settimeout(5)
+    assert theirs.recv(100) == b"reply-1;event;reply-2;"
+
+
+def test_another_thread_sending_during_a_hold_waits_behind_it(pair):
+    ours, theirs = pair
+    conn = Connection(None, ours, ("127.0.0.1", 1))
+    with replies_held():
+        conn.send(b"write-reply;")
+        reader = threading.Thread(target=conn.send, args=(b"read-reply;",))
+        reader.start()
+        reader.join()
+    conn.start_sending()
+    conn.close()
+    assert read_all(theirs) == b"write-reply;read-reply;"
+
+
+def test_a_hold_never_overtakes_what_the_sender_thread_still_has(pair):
+    ours, theirs = pair
+    conn = Connection(None, ours, ("127.0.0.1", 1))
+    conn.send(b"first;")          # queued for the sender thread, not started yet
+    with replies_held():
+        conn.send(b"second;")
+    conn.start_sending()
+    conn.close()
+    assert read_all(theirs) == b"first;second;"
+
+
+def test_closing_inside_a_hold_still_sends_what_was_held(pair):
+    ours, theirs = pair
+    conn = Connection(None, ours, ("127.0.0.1", 1))
+    conn.start_sending()
+    with replies_held():
+        conn.send(b"close-session-reply;")
+        conn.close()
+        conn.send(b"after-close;")
+    assert read_all(theirs) == b"close-session-reply;"
