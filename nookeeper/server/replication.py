@@ -9,18 +9,20 @@ one thread keep their order either way. Actions go out to the peer links
 (Send), the log writer (Persist, Truncate, InstallSnapshot, SaveEpochs) and
 the apply thread (Apply, SyncDone, a snapshot to install), which applies
 committed txns in zxid order and then answers whoever was waiting for them
-on this server.
+on this server. A commit stepped by a peer reader, the log writer or the
+zab thread is applied by that thread once it lets go of the core, when the
+apply thread has nothing to do (server/applier.py).
 """
 
 import collections
 import dataclasses
 import gc
 import logging
-import queue
 import threading
 import time
 
 from nookeeper import snapshot
+from nookeeper.server.applier import Applier
 from nookeeper.server.logwriter import LogWriter, to_record
 from nookeeper.server.peerport import PeerPort
 from nookeeper.server.snapshotter import Snapshotter
@@ -39,10 +41,13 @@ log = logging.getLogger("nookeeper.zab")
 ROLE_NAMES = {LOOKING: "looking", FOLLOWING: "follower", LEADING: "leader"}
 META_ACCEPTED = "acceptedEpoch"
 META_CURRENT = "currentEpoch"
-_STOP = object()
 ELECTION_TICK_S = 0.1
 # Actions carried out through LogWriter.run_sync, which blocks until the log writer has done them.
 _WAITS_FOR_DISK = (act.Truncate, act.InstallSnapshot, act.SaveEpochs)
+# Events whose posting thread may apply the commits they lead to: peer readers
+# and the log writer hold no other lock; a client's reader holds its
+# connection's order lock, which applying a write of that connection takes.
+_MAY_APPLY = ("receive", "logged")
 
 
 class Replication:
@@ -71,7 +76,8 @@ class Replication:
         self._core_lock = threading.Lock()
         self._wake = threading.Event()
         self._touched = set()
-        self._applies = queue.SimpleQueue()
+        self.applier = Applier(self._apply_item)
+        self._may_keep = False  # set by whoever holds _core_lock
         self.writer = LogWriter(wal, self._logged, node.fatal)
         self.peers = None
         if not self.standalone:
@@ -111,7 +117,7 @@ class Replication:
         if self.peers is not None:
             self.peers.start()
         for target, name in ((self._events_until_stopped, "zab"),
-                             (self._apply_until_stopped, "apply"), (self._tick_loop, "ticker")):
+                             (self.applier.run_until_stopped, "apply"), (self._tick_loop, "ticker")):
             thread = threading.Thread(target=self._fatal_on_error, args=(target, name),
                                       name=name, daemon=True)
             thread.start()
@@ -122,7 +128,7 @@ class Replication:
         self._stopping.set()
         self._retick.set()
         self._wake.set()
-        self._applies.put(_STOP)
+        self.applier.stop()
         if self.peers is not None:
             self.peers.stop()
         self.writer.stop()
@@ -196,6 +202,7 @@ class Replication:
             return
         if not self._events and self._core_lock.acquire(blocking=False):
             on_writer = self.writer.on_its_thread()
+            self._may_keep = event[0] in _MAY_APPLY
             try:
                 # Whatever queued since our look goes first: it may be the rest of an earlier step.
                 if self._drain(on_writer):
@@ -204,7 +211,9 @@ class Replication:
                 else:
                     self._events.append(event)
             finally:
+                self._may_keep = False
                 self._core_lock.release()
+            self._run_kept()
         else:
             self._events.append(event)
             self._wake.set()
@@ -217,7 +226,19 @@ class Replication:
             if self._stopping.is_set():
                 return
             with self._core_lock:
-                self._drain()
+                self._may_keep = True
+                try:
+                    self._drain()
+                finally:
+                    self._may_keep = False
+            self._run_kept()
+
+    def _run_kept(self):
+        try:
+            self.applier.run_kept()
+        except Exception as exc:
+            log.exception("applying committed txns failed")
+            self.node.fatal(f"applying committed txns failed: {exc!r}")
 
     def _drain(self, on_writer=False):
         """Steps the queued events in order; False if the next must wait for the zab thread."""
@@ -301,7 +322,7 @@ class Replication:
             elif kind is act.Persist:
                 self.writer.persist(action.entries, action.generation, action.upto)
             elif kind is act.Apply:
-                self._applies.put(("apply", action.entries))
+                self.applier.hand_over(("apply", action.entries), self._may_keep)
             elif kind is act.ProposeForwarded:
                 self._execute(self._propose(action.payload))
             elif kind is act.SessionsAlive:
@@ -309,7 +330,7 @@ class Replication:
             elif kind is act.SyncDone:
                 done = self._syncs.pop(action.id, None)
                 if done is not None:
-                    self._applies.put(("sync", action.zxid, done))
+                    self.applier.hand_over(("sync", action.zxid, done))
             elif kind is act.Truncate:
                 log.warning("truncating the log after zxid %s (an uncommitted tail)",
                             fmt(action.zxid))
@@ -322,7 +343,7 @@ class Replication:
                 records = [to_record(zxid, payload) for zxid, payload in action.entries]
                 self.writer.run_sync(lambda wal, a=action, r=records:
                                      self.snapshotter.install(a.zxid, a.snapshot, r))
-                self._applies.put(("install", action.zxid, action.snapshot))
+                self.applier.hand_over(("install", action.zxid, action.snapshot))
             elif kind is act.SaveEpochs:
                 self.writer.run_sync(lambda wal, a=action: _save_epochs(wal, a))
             elif kind is act.RoleChanged:
@@ -355,39 +376,35 @@ class Replication:
             log.info("elected: %s, leader %d; synchronising", name, action.leader)
         if was_serving and not action.serving:
             self._local.clear()
-            self._applies.put(("stop-serving",))
+            self.applier.hand_over(("stop-serving",))
         if action.serving:
-            self._applies.put(("serving", action.role == LEADING))
+            self.applier.hand_over(("serving", action.role == LEADING))
 
-    # -- the apply thread -----------------------------------------------------
+    # -- applying (the apply thread, or a thread that kept a commit) ----------
 
-    def _apply_until_stopped(self):
+    def _apply_item(self, item):
         node = self.node
-        while True:
-            item = self._applies.get()
-            if item is _STOP:
-                return
-            kind = item[0]
-            if kind == "apply":
-                local = self._local
-                with node.replies_held():
-                    for zxid, payload in item[1]:
-                        txn = local.pop(zxid, None) or decode_txn(payload)
-                        outcome = node.apply_txn(txn)
-                        self._complete(txn, outcome)
-                    self._release_syncs()
-                self.snapshotter.applied(len(item[1]))
-            elif kind == "sync":
-                self._sync_waits.append((item[1], item[2]))
-                with node.replies_held():
-                    self._release_syncs()
-            elif kind == "install":
-                self._install_tree(item[1], item[2])
-            elif kind == "stop-serving":
-                self._abandon_waiters()
-                node.stop_serving()
-            elif kind == "serving":
-                node.start_serving(leader=item[1])
+        kind = item[0]
+        if kind == "apply":
+            local = self._local
+            with node.replies_held():
+                for zxid, payload in item[1]:
+                    txn = local.pop(zxid, None) or decode_txn(payload)
+                    outcome = node.apply_txn(txn)
+                    self._complete(txn, outcome)
+                self._release_syncs()
+            self.snapshotter.applied(len(item[1]))
+        elif kind == "sync":
+            self._sync_waits.append((item[1], item[2]))
+            with node.replies_held():
+                self._release_syncs()
+        elif kind == "install":
+            self._install_tree(item[1], item[2])
+        elif kind == "stop-serving":
+            self._abandon_waiters()
+            node.stop_serving()
+        elif kind == "serving":
+            node.start_serving(leader=item[1])
 
     def _install_tree(self, zxid, chunks):
         try:
