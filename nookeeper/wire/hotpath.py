@@ -15,6 +15,7 @@ import struct
 from construct import Container
 
 from nookeeper.errors import MarshallingError
+from nookeeper.tree import Listing
 from nookeeper.wire.jute import MAX_ELEMENTS, MAX_LENGTH
 
 _INT = struct.Struct(">i")
@@ -149,9 +150,19 @@ def _ustring(text):
 
 
 def _strings(items):
-    """A vector of strings: a child list may hold thousands, so no call per item."""
+    """A vector of strings: a child list may hold thousands, so no call per item.
+    A tree Listing keeps its encoding (hundreds of us for a thousand names)."""
     if items is None:
         return b"\xff\xff\xff\xff"
+    encoded = getattr(items, "wire", None)
+    if encoded is None:
+        encoded = _encode_strings(items)
+        if isinstance(items, Listing):
+            items.wire = encoded
+    return encoded
+
+
+def _encode_strings(items):
     raws = [item.encode("utf-8", "surrogatepass") for item in items]
     parts = [b""] * (2 * len(raws))
     parts[0::2] = map(_INT.pack, map(len, raws))

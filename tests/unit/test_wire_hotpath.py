@@ -91,3 +91,17 @@ def test_damaged_requests_are_refused_alike(seed):
 def test_decode_request_uses_the_fast_path_and_reports_marshalling_errors():
     with pytest.raises(MarshallingError):
         client.decode_request(4, b"\x00\x00\x00\x09/a")
+
+
+def test_a_kept_listing_is_encoded_once_and_a_changed_one_afresh():
+    from nookeeper.tree import Listing
+
+    names = Listing(f"member-{i:04d}" for i in range(500))
+    first = hotpath.encode_reply_body(12, {"children": names, "stat": STAT})
+    assert first == client.RESPONSE_RECORDS[12].build({"children": list(names), "stat": STAT})
+    assert names.wire == hotpath.encode_reply_body(8, {"children": names})
+    names.wire = b"\x00\x00\x00\x00"  # what is kept is what is sent
+    assert hotpath.encode_reply_body(8, {"children": names}) == b"\x00\x00\x00\x00"
+    changed = Listing(list(names) + ["member-9999"])
+    assert hotpath.encode_reply_body(8, {"children": changed}) == \
+        client.RESPONSE_RECORDS[8].build({"children": list(changed)})
