@@ -15,7 +15,6 @@ apply thread has nothing to do (server/applier.py).
 """
 
 import collections
-import dataclasses
 import gc
 import logging
 import threading
@@ -310,7 +309,7 @@ class Replication:
         now = int(time.time() * 1000)
         zxid, actions = self.core.propose(lambda zxid: stamp(payload, zxid, now))
         if zxid is not None and txn is not None:
-            self._local[zxid] = dataclasses.replace(txn, zxid=zxid, time=now)
+            self._local[zxid] = txn._replace(zxid=zxid, time=now)
         self.node.stats.proposed(zxid)
         return actions
 
