@@ -58,7 +58,7 @@ def _number(value, digits):
 
 class Buckets:
     """One histogram's counts. Every request is observed, so an observation is
-    a bisect and two additions under ServerStats' lock; the cumulative
+    a bisect and two additions under one of ServerStats' locks; the cumulative
     Prometheus form is built only when it is scraped (server/metrics.py).
     A prometheus_client Histogram took a tenth of a loaded leader's apply thread."""
 
@@ -83,8 +83,13 @@ class Histogram(collections.namedtuple("Histogram", "name documentation label se
 
 
 class ServerStats:
+    """Client requests are counted under _lock by every connection's thread;
+    the log and commit figures under _commit_lock by the log writer and the
+    apply thread, so the apply thread does not queue behind a server's readers."""
+
     def __init__(self):
         self._lock = threading.Lock()
+        self._commit_lock = threading.Lock()
         self._by_op = {}
         self._fsync_time = Buckets(FSYNC_BUCKETS)
         self._batch_size = Buckets(BATCH_BUCKETS)
@@ -97,7 +102,7 @@ class ServerStats:
 
     def reset(self):
         """srst: the mntr/srvr numbers start again; the histograms do not."""
-        with self._lock:
+        with self._lock, self._commit_lock:
             self.received = 0
             self.sent = 0
             self.min_latency = None
@@ -112,8 +117,8 @@ class ServerStats:
             self.proposal_ms.reset()
 
     def histograms(self):
-        """Copies, taken under the lock, so each scrape is consistent."""
-        with self._lock:
+        """Copies, taken under the locks, so each scrape is consistent."""
+        with self._lock, self._commit_lock:
             by_op = {op: buckets.copy() for op, buckets in self._by_op.items()}
             return (
                 Histogram("nookeeper_request_latency_seconds",
@@ -165,7 +170,7 @@ class ServerStats:
 
     def wal_batch(self, seconds, size):
         """One group commit of the log writer: its duration and how many txns it wrote."""
-        with self._lock:
+        with self._commit_lock:
             self._fsync_time.observe(seconds)
             self._batch_size.observe(size)
             self.fsync_ms.add(seconds * 1000)
@@ -188,6 +193,6 @@ class ServerStats:
         if in_flight and in_flight[0][0] == zxid:
             _, started = in_flight.popleft()
             seconds = time.perf_counter() - started
-            with self._lock:
+            with self._commit_lock:
                 self._proposal_latency.observe(seconds)
                 self.proposal_ms.add(seconds * 1000)
