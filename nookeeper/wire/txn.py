@@ -79,6 +79,11 @@ def stamp(payload: bytes, zxid: int, time: int) -> bytes:
     return _STAMP.pack(zxid, time) + payload[_STAMP.size:]
 
 
+def is_stamped(sent: bytes, payload: bytes) -> bool:
+    """Whether payload is the txn sent, as the leader stamped it."""
+    return sent[_STAMP.size:] == payload[_STAMP.size:]
+
+
 def txn_header(payload: bytes):
     """(zxid, time, session, cxid, type) without decoding the request."""
     try:

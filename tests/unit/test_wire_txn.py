@@ -8,7 +8,7 @@ from construct import Container
 from nookeeper.errors import MarshallingError
 from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION, Txn
 from nookeeper.wire.client import OpCode
-from nookeeper.wire.txn import decode_txn, encode_txn
+from nookeeper.wire.txn import decode_txn, encode_txn, is_stamped, stamp
 
 WORLD = {"perms": 31, "id": {"scheme": "world", "id": "anyone"}}
 CREATOR = {"perms": 31, "id": {"scheme": "digest", "id": "alice:V55/p2T0OpjQ+low3NVAH4aLvm0="}}
@@ -126,3 +126,12 @@ def test_garbage_is_marshalling_error():
         decode_txn(b"")
     with pytest.raises(MarshallingError):
         decode_txn(b"\x00" * 32 + struct.pack(">i", -7))
+
+
+def test_is_stamped_knows_a_sent_txn_only_by_all_its_bytes_but_the_stamp():
+    sent = encode_txn(Txn(zxid=0, time=0, session=9, cxid=3, type=5, ids=(("ip", "1.2.3.4"),),
+                          request=Container(path="/a", data=b"one", version=-1)))
+    assert is_stamped(sent, stamp(sent, (2 << 32) | 7, 1_700_000_000_000))
+    other = encode_txn(Txn(zxid=0, time=0, session=9, cxid=3, type=5, ids=(("ip", "1.2.3.4"),),
+                           request=Container(path="/a", data=b"two", version=-1)))
+    assert not is_stamped(sent, stamp(other, (2 << 32) | 7, 1_700_000_000_000))
