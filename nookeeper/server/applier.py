@@ -5,15 +5,20 @@ Normally the apply thread runs each item. When it has nothing queued or
 running, the thread that stepped ZAB to the commit (a peer reader, the log
 writer, the zab thread) may keep the item and run it itself right after it
 lets go of the ZAB core: on a quiet server that saves a thread hand-off on
-the critical path of every write (about 60 us of a 1 ms write through a
-follower, measured with one kazoo client). Whoever runs an item holds
-`_running`, so an item queued behind a kept one waits for it.
+the critical path of every write (in a trace of one kazoo client writing
+through a follower, reading the Commit to applying it went from 50-70 us to
+about 20 us). Whoever runs an item holds `_running`, so an item queued
+behind a kept one waits for it.
 """
 
 import queue
 import threading
 
 _STOP = object()
+
+
+class _Kept(threading.local):
+    item = None  # the item this thread kept, until run_kept()
 
 
 class Applier:
@@ -23,13 +28,13 @@ class Applier:
         self._running = threading.Lock()
         self._count_lock = threading.Lock()
         self._unfinished = 0  # queued for the apply thread and not yet run
-        self._kept = threading.local()
+        self._kept = _Kept()
 
     def hand_over(self, item, may_keep=False):
         """Called with the ZAB core locked, so items arrive in order. may_keep:
         the caller holds no lock the item's callbacks take (a connection's
         order lock) and will call run_kept() once it has released the core."""
-        if (may_keep and self._unfinished == 0 and getattr(self._kept, "item", None) is None
+        if (may_keep and self._unfinished == 0 and self._kept.item is None
                 and self._running.acquire(blocking=False)):
             self._kept.item = item
             return
@@ -38,7 +43,7 @@ class Applier:
         self._queue.put(item)
 
     def run_kept(self):
-        item = getattr(self._kept, "item", None)
+        item = self._kept.item
         if item is None:
             return
         self._kept.item = None

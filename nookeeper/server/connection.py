@@ -78,7 +78,13 @@ OP_NAMES = {
 }
 
 _CLOSE = object()
-_holding = threading.local()
+
+
+class _Holding(threading.local):
+    conns = None  # inside replies_held(): the connections this thread holds output for
+
+
+_holding = _Holding()
 
 
 @contextlib.contextmanager
@@ -166,7 +172,7 @@ class Connection:
     def send(self, data):
         if self.closed:
             return
-        holder = getattr(_holding, "conns", None)
+        holder = _holding.conns
         with self._send_lock:
             if self._held is not None:
                 # Held by the apply thread: whatever comes next waits behind it.
@@ -175,8 +181,12 @@ class Connection:
                 self._held = [data]
                 holder[self] = None
             else:
-                self._queued += 1
-                self._outbound.put(data)
+                self._to_sender(data)
+
+    def _to_sender(self, data):
+        """With _send_lock held."""
+        self._queued += 1
+        self._outbound.put(data)
 
     def _release_held(self):
         with self._send_lock:
@@ -193,8 +203,7 @@ class Connection:
                     self.sent += len(held)
                     return
                 data = data[written:]
-            self._queued += 1
-            self._outbound.put(data)
+            self._to_sender(data)
 
     def send_event(self, event_type, path):
         self.send(encode_event(event_type, path))
@@ -207,8 +216,7 @@ class Connection:
         with self._send_lock:
             held, self._held = self._held, None
             if held:
-                self._queued += 1
-                self._outbound.put(b"".join(held))
+                self._to_sender(b"".join(held))
         if flush:
             self._outbound.put(_CLOSE)
         else:

@@ -18,6 +18,12 @@ def pair():
     theirs.close()
 
 
+@pytest.fixture
+def conn(pair):
+    """Its sender thread starts only when a test says so."""
+    return Connection(None, pair[0], ("127.0.0.1", 1))
+
+
 def read_all(sock):
     chunks = []
     while True:
@@ -27,9 +33,15 @@ def read_all(sock):
         chunks.append(chunk)
 
 
-def test_held_sends_are_written_together_by_the_holding_thread(pair):
+def drained(conn, sock):
+    """Everything the connection sends until it closes, sender thread included."""
+    conn.start_sending()
+    conn.close()
+    return read_all(sock)
+
+
+def test_held_sends_are_written_together_by_the_holding_thread(pair, conn):
     ours, theirs = pair
-    conn = Connection(None, ours, ("127.0.0.1", 1))  # its sender thread is never started
     with replies_held():
         conn.send(b"reply-1;")
         conn.send(b"event;")
@@ -42,36 +54,26 @@ def test_held_sends_are_written_together_by_the_holding_thread(pair):
     assert theirs.recv(100) == b"reply-1;event;reply-2;"
 
 
-def test_another_thread_sending_during_a_hold_waits_behind_it(pair):
-    ours, theirs = pair
-    conn = Connection(None, ours, ("127.0.0.1", 1))
+def test_another_thread_sending_during_a_hold_waits_behind_it(pair, conn):
     with replies_held():
         conn.send(b"write-reply;")
         reader = threading.Thread(target=conn.send, args=(b"read-reply;",))
         reader.start()
         reader.join()
-    conn.start_sending()
-    conn.close()
-    assert read_all(theirs) == b"write-reply;read-reply;"
+    assert drained(conn, pair[1]) == b"write-reply;read-reply;"
 
 
-def test_a_hold_never_overtakes_what_the_sender_thread_still_has(pair):
-    ours, theirs = pair
-    conn = Connection(None, ours, ("127.0.0.1", 1))
+def test_a_hold_never_overtakes_what_the_sender_thread_still_has(pair, conn):
     conn.send(b"first;")          # queued for the sender thread, not started yet
     with replies_held():
         conn.send(b"second;")
-    conn.start_sending()
-    conn.close()
-    assert read_all(theirs) == b"first;second;"
+    assert drained(conn, pair[1]) == b"first;second;"
 
 
-def test_closing_inside_a_hold_still_sends_what_was_held(pair):
-    ours, theirs = pair
-    conn = Connection(None, ours, ("127.0.0.1", 1))
-    conn.start_sending()
+def test_closing_inside_a_hold_still_sends_what_was_held(pair, conn):
+    conn.start_sending()  # running, so it shuts the socket as soon as it sees the close
     with replies_held():
         conn.send(b"close-session-reply;")
         conn.close()
         conn.send(b"after-close;")
-    assert read_all(theirs) == b"close-session-reply;"
+    assert read_all(pair[1]) == b"close-session-reply;"
