@@ -32,13 +32,16 @@ def test_kill_9_keeps_every_acknowledged_write_and_the_session(server):
     wait_for(lambda: len(acked) > 200, timeout=30, message="writes in flight")
     server.kill()  # SIGKILL in the middle of a stream of writes
     stop.set()
-    thread.join(timeout=30)
+    # Restarted before the writer is awaited: a create it sent after kazoo saw
+    # the connection drop waits for the reconnect instead of failing.
     server.start()
 
     lost = []
     states = []
     zk.add_listener(states.append)
     wait_for(lambda: zk.state == KazooState.CONNECTED, timeout=20, message="reconnect")
+    thread.join(timeout=30)
+    assert not thread.is_alive()
     assert zk.client_id == session_before, "the session did not survive the restart"
     children = set(zk.get_children("/acked"))
     lost = [name for name in acked if name not in children]
