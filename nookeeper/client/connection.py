@@ -321,8 +321,13 @@ class Connection:
     # handshake
 
     def _handshake(self, host, port):
-        """A connected, authenticated socket; None if the server turned us away."""
-        connect_timeout = max(self._timeout / len(self._hosts), 0.5)
+        """A connected, authenticated socket; None if the server turned us away.
+
+        An attempt gets at most a third of the session timeout, so a server
+        that accepts and never answers (ZooKeeper does that while it starts)
+        leaves time to try again before the session expires."""
+        session_timeout = self.negotiated_timeout or self._timeout
+        connect_timeout = max(min(session_timeout / len(self._hosts), session_timeout / 3), 0.5)
         sock = socket.create_connection((host, port), timeout=connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -6,6 +6,7 @@ tests kill, restart or freeze.
 """
 
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -203,6 +204,37 @@ def test_one_io_thread_and_one_watcher_thread_serve_the_whole_session(backend):
     finally:
         client.stop()
     assert not any(thread.is_alive() for thread in mine)
+
+
+def test_a_server_that_accepts_and_never_answers_does_not_hold_the_client_for_the_whole_session(
+        backend):
+    """ZooKeeper, while it starts, may accept a connection and neither answer nor
+    close it; the client must give up on that handshake in time to reconnect."""
+    timeout = 6.0
+    client = KeeperClient(backend.hosts, timeout=timeout)
+    silent = socket.socket()
+    accepted = []
+    try:
+        client.start(timeout=30)
+        states = States(client)
+        session = client.client_id
+        backend.server.kill()
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind(("127.0.0.1", backend.server.port))
+        silent.listen(1)
+        silent.settimeout(10)
+        accepted.append(silent.accept()[0])
+        stalled_at = time.monotonic()
+        silent.close()
+        backend.server.start()
+        states.wait_for(KeeperState.SUSPENDED, KeeperState.CONNECTED, timeout=timeout)
+        assert time.monotonic() - stalled_at < timeout / 2
+        assert client.client_id == session
+    finally:
+        client.stop()
+        silent.close()
+        for sock in accepted:
+            sock.close()
 
 
 def test_session_expiry_is_reported_as_lost_and_a_new_session_follows(connect):
