@@ -158,10 +158,17 @@ class WriteAheadLog:
         """All of the batch or none of it, with one commit (one fsync).
 
         A zxid already in the log raises sqlite3.IntegrityError and writes nothing.
+        A batch that fits one INSERT is that statement alone, which SQLite
+        commits atomically by itself: two statements (and two waits for the
+        GIL) fewer on a quiet server's group commit of one txn.
         """
         self._check_writable()
         rows = _rows(records)
         if not rows:
+            return
+        if len(rows) <= _ROWS_PER_STATEMENT:
+            with self._lock:
+                _insert(self._db.conn, rows)
             return
         with self._lock, self._transaction() as conn:
             _insert(conn, rows)

@@ -51,12 +51,26 @@ def test_empty_append_is_a_noop(wal):
     assert wal.last_zxid() == 0
 
 
-def test_append_commits_once(wal):
+def statements_of(wal, batch):
     statements = []
     wal._db.conn.set_trace_callback(statements.append)
-    wal.append([rec(z) for z in range(1, 11)])
-    wal._db.conn.set_trace_callback(None)
-    assert sum(s.strip().upper() == "COMMIT" for s in statements) == 1
+    try:
+        wal.append(batch)
+    finally:
+        wal._db.conn.set_trace_callback(None)
+    return [s.strip().split()[0].upper() for s in statements]
+
+
+def test_a_batch_that_fits_one_insert_is_that_statement_alone(wal):
+    assert statements_of(wal, [rec(z) for z in range(1, 11)]) == ["INSERT"]
+    assert wal._db.conn.in_transaction is False
+    with WriteAheadLog.open_readonly(wal.path) as other:
+        assert [r.zxid for r in other.records()] == list(range(1, 11))
+
+
+def test_a_batch_of_several_inserts_commits_once(wal):
+    assert statements_of(wal, [rec(z) for z in range(1, 1201)]) == [
+        "BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT"]
 
 
 def test_append_is_one_transaction(wal):
