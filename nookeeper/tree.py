@@ -92,6 +92,9 @@ class Listing(tuple):
     to the next, so whatever is derived from it (its wire encoding) can be
     kept on it and goes when the directory changes."""
 
+    wire = None  # its encoding as a wire vector of strings, once encoded
+
+
 # Most znodes are leaves; sharing one empty frozenset saves an empty set
 # (216 bytes) per leaf, a fifth of a small znode's memory.
 NO_CHILDREN = frozenset()

@@ -171,12 +171,11 @@ def _strings(items):
     A tree Listing keeps its encoding (hundreds of us for a thousand names)."""
     if items is None:
         return b"\xff\xff\xff\xff"
-    encoded = getattr(items, "wire", None)
-    if encoded is None:
-        encoded = _encode_strings(items)
-        if isinstance(items, Listing):
-            items.wire = encoded
-    return encoded
+    if type(items) is not Listing:
+        return _encode_strings(items)
+    if items.wire is None:
+        items.wire = _encode_strings(items)
+    return items.wire
 
 
 def _encode_strings(items):
