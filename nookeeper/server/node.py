@@ -42,6 +42,13 @@ def _now_ms():
     return int(time.time() * 1000)
 
 
+def _handshake_wait_s(requested_timeout_ms):
+    """How long a reconnect may wait for the leader's word: a third of the
+    session timeout the client asked for (our client's own handshake budget),
+    so that it can still try another server in time."""
+    return min(max(requested_timeout_ms / 3000.0, 0.5), 10.0)
+
+
 class ServerNode:
     def __init__(self, config):
         self.config = config
@@ -139,15 +146,17 @@ class ServerNode:
             self.sessions = SessionTable(self.config.tick_ms)
 
     def start_serving(self, leader):
-        """On the leader, every session gets a full timeout from now: its old
-        deadlines were the previous leader's, which this server never saw."""
+        """The local session table restarts from the tree, on every server: on
+        a leader each session gets a full timeout from now (its old deadlines
+        were the previous leader's, which this server never saw), and a
+        follower keeps no closing mark from a leadership it has lost."""
         now = _now_ms()
         with self.tree_lock:
             sessions = dict(self.tree.sessions)
         with self._lock:
-            if leader:
-                for session_id, info in sessions.items():
-                    self.sessions.track(session_id, info.timeout, now)
+            self.sessions = SessionTable(self.config.tick_ms)
+            for session_id, info in sessions.items():
+                self.sessions.track(session_id, info.timeout, now)
             self.is_leader = leader
             self.serving = True
         log.info("serving clients at zxid %#x (epoch %d), %d sessions",
@@ -216,39 +225,69 @@ class ServerNode:
         if not created.wait(max(timeout / 1000.0, 2.0)):
             log.error("session %#x was not committed within 30s; dropping %r", session_id, conn)
             return False
-        self._bind(conn, session_id, timeout)
+        with self._lock:
+            self._bind(conn, session_id, timeout)
         conn.sock.sendall(encode_connect_response(timeout, session_id, passwd, read_only))
         log.info("session %#x established for %s:%d, timeout %dms",
                  session_id, conn.address[0], conn.address[1], timeout)
         return True
 
     def _resume_session(self, conn, request, read_only):
+        """Only the leader may end a session, so "expired" is said only when a
+        confirmed sync shows its closeSession committed: that answer is final
+        for the client (kazoo's Lock adopts its old node on a new session only
+        because of it). Anything short of that gets no answer at all, and the
+        client tries another server."""
         session_id = request.sessionId
+        peer = f"{conn.address[0]}:{conn.address[1]}"
         with self._lock:
             previous = self._bound.pop(session_id, None)
         if previous is not None:
             log.info("session %#x moves from %r to a new connection", session_id, previous)
             previous.close(flush=False)
-        with self.tree_lock:
-            info = self.tree.sessions.get(session_id)
+        wait_s = _handshake_wait_s(request.timeOut)
+        if not self._confirmed_sync(wait_s):
+            log.info("session %#x from %s: no leader confirmed within %.1fs; "
+                     "closing without an answer", session_id, peer, wait_s)
+            return False
         with self._lock:
-            live = (info is not None and info.passwd == request.passwd
-                    and self.sessions.touch(session_id, _now_ms()))
-        if not live:
-            log.info("session %#x is expired or unknown; telling %s:%d",
-                     session_id, conn.address[0], conn.address[1])
+            # Checked and bound under one lock: applying its closeSession looks
+            # up the bound connection under this lock too, and closes it.
+            info = self.tree.sessions.get(session_id)
+            if info is None or info.passwd != request.passwd:
+                expired = True
+            elif self.sessions.is_closing(session_id):
+                log.info("session %#x from %s: its close is in flight; closing without "
+                         "an answer", session_id, peer)
+                return False
+            else:
+                expired = False
+                if not self.sessions.touch(session_id, _now_ms()):
+                    self.sessions.track(session_id, info.timeout, _now_ms())
+                self._bind(conn, session_id, info.timeout)
+        if expired:
+            why = "closed" if info is None else "alive, but the password does not match"
+            log.info("session %#x is %s at zxid %#x (confirmed with the leader); "
+                     "telling %s it expired", session_id, why, self.tree.last_zxid, peer)
             conn.sock.sendall(encode_connect_response(0, 0, _EXPIRED_PASSWD, read_only))
             return False
-        self._bind(conn, session_id, info.timeout)
+        if not self.is_leader:
+            self.replication.touch(session_id)
         conn.sock.sendall(encode_connect_response(info.timeout, session_id, info.passwd, read_only))
-        log.info("session %#x resumed from %s:%d", session_id, conn.address[0], conn.address[1])
+        log.info("session %#x resumed from %s", session_id, peer)
         return True
 
+    def _confirmed_sync(self, wait_s):
+        """Whether this server has applied all the current leader had when asked."""
+        done = threading.Event()
+        self.replication.sync(done.set, confirm=True)
+        return done.wait(wait_s)
+
     def _bind(self, conn, session_id, timeout):
+        """With _lock held."""
         conn.session_id = session_id
         conn.timeout_ms = timeout
-        with self._lock:
-            self._bound[session_id] = conn
+        self._bound[session_id] = conn
 
     def unbind(self, conn):
         with self._lock:

@@ -187,9 +187,11 @@ class Replication:
                 (payload, txn, done))
         self._post(("write", payload))
 
-    def sync(self, done):
-        """done() runs once this server has applied everything the leader had proposed."""
-        self._post(("sync", done))
+    def sync(self, done, confirm=False):
+        """done() runs once this server has applied everything the leader had
+        proposed; with confirm, a leader a quorum still follows (Peer.sync).
+        It never runs if this server stops serving first."""
+        self._post(("sync", done, confirm))
 
     def touch(self, session_id):
         self._post(("touch", session_id))
@@ -282,9 +284,11 @@ class Replication:
         if kind == "disconnected":
             return core.disconnected(event[1])
         if kind == "sync":
+            if not core.serving:
+                return ()  # never answered: the waiter gives up on its own
             self._next_sync += 1
             self._syncs[self._next_sync] = event[1]
-            return core.sync(self._next_sync)
+            return core.sync(self._next_sync, event[2])
         if kind == "snapshotted":
             return self._snapshotted(event[1], event[2])
         return core.start()
@@ -371,6 +375,7 @@ class Replication:
         else:
             log.info("elected: %s, leader %d; synchronising", name, action.leader)
         if was_serving and not action.serving:
+            self._syncs.clear()  # the role that would have answered them is gone
             self.applier.hand_over(("stop-serving",))
         if action.serving:
             self.applier.hand_over(("serving", action.role == LEADING))

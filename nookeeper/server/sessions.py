@@ -1,7 +1,10 @@
 """Session liveness: when each session expires if nothing more is heard from it.
 
 What a session *is* (its id, timeout, password, ephemerals) is replicated
-state in the DataTree, created and ended by txns. This table only keeps time:
+state in the DataTree, created and ended by txns. Whether a session has
+ended is never read from this table: a server knows it only from its tree
+after a confirmed sync with the leader (ServerNode._resume_session). This
+table only keeps time:
 deadlines, rounded up to the next tick as ZooKeeper's expiry buckets do, so a
 session expires between T and T+tick after its last frame. The clock is passed
 in, which keeps the table deterministic under test.
@@ -30,6 +33,9 @@ class SessionTable:
             return False
         self._deadline[session_id] = self._round_up(now_ms + timeout)
         return True
+
+    def is_closing(self, session_id):
+        return session_id in self._closing
 
     def is_live(self, session_id):
         return session_id in self._timeout and session_id not in self._closing

@@ -3,7 +3,7 @@
 Every frame is a fixed 10-byte header, then a body of `length` bytes::
 
     magic    4 bytes  b"NKZB"   a foreign speaker is rejected on its first bytes
-    version  uint8    1         bumped on any incompatible change to a body
+    version  uint8    2         bumped on any incompatible change to a body
     type     uint8              which record the body is (table below)
     length   uint32             body size, at most MAX_BODY
 
@@ -38,10 +38,10 @@ type  message       body
 11    Proposal      epoch, zxid, payload
 12    Ack           epoch, zxid
 13    Commit        epoch, zxid
-14    Ping          epoch, commit_zxid
-15    PingReply     epoch, logged_zxid, sessions (int64 list)
+14    Ping          epoch, commit_zxid, round
+15    PingReply     epoch, logged_zxid, sessions (int64 list), round
 16    Request       epoch, payload
-17    SyncRequest   epoch, id
+17    SyncRequest   epoch, id, confirm (uint8 0/1)
 18    SyncReply     epoch, id, zxid
 ====  ============  ===============================================
 
@@ -60,6 +60,7 @@ from construct import (
     ConstructError,
     ExprAdapter,
     GreedyBytes,
+    Flag,
     Int8ub,
     Int32ub,
     PascalString,
@@ -94,7 +95,7 @@ from nookeeper.zab.messages import (
 )
 
 MAGIC = b"NKZB"
-VERSION = 1
+VERSION = 2
 MAX_BODY = 64 * 1024 * 1024
 SNAP_MAX_BODY = 1 << 30
 HELLO = 0
@@ -177,10 +178,11 @@ BODIES = {
     11: (Proposal, _body("epoch" / Long, "zxid" / Long, "payload" / Payload)),
     12: (Ack, _body("epoch" / Long, "zxid" / Long)),
     13: (Commit, _body("epoch" / Long, "zxid" / Long)),
-    14: (Ping, _body("epoch" / Long, "commit_zxid" / Long)),
-    15: (PingReply, _body("epoch" / Long, "logged_zxid" / Long, "sessions" / Sessions)),
+    14: (Ping, _body("epoch" / Long, "commit_zxid" / Long, "round" / Long)),
+    15: (PingReply, _body("epoch" / Long, "logged_zxid" / Long, "sessions" / Sessions,
+                          "round" / Long)),
     16: (Request, _body("epoch" / Long, "payload" / Payload)),
-    17: (SyncRequest, _body("epoch" / Long, "id" / Long)),
+    17: (SyncRequest, _body("epoch" / Long, "id" / Long, "confirm" / Flag)),
     18: (SyncReply, _body("epoch" / Long, "id" / Long, "zxid" / Long)),
 }
 TAGS = {cls: tag for tag, (cls, _) in BODIES.items()}

@@ -155,7 +155,7 @@ class FollowerRole:
         sessions = tuple(sorted(peer.touched))
         peer.touched.clear()
         logged = peer.logged_zxid if self.acked_newleader else 0
-        peer.send(self.leader, PingReply(self.epoch, logged, sessions))
+        peer.send(self.leader, PingReply(self.epoch, logged, sessions, message.round))
 
     def _on_sync_reply(self, message):
         self.peer.emit(act.SyncDone(message.id, message.zxid))
@@ -174,8 +174,8 @@ class FollowerRole:
     def forward(self, payload):
         self.peer.send(self.leader, Request(self.epoch, payload))
 
-    def sync(self, sync_id):
-        self.peer.send(self.leader, SyncRequest(self.epoch, sync_id))
+    def sync(self, sync_id, confirm=False):
+        self.peer.send(self.leader, SyncRequest(self.epoch, sync_id, confirm))
 
     def disconnected(self, peer_sid):
         if peer_sid == self.leader:

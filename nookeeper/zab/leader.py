@@ -9,6 +9,13 @@ tail (TRUNC) or gets the leader's newest snapshot and the log after it
 quorum has acknowledged NEWLEADER the leader's history is committed and it
 broadcasts: proposals are committed, in zxid order, when a quorum (the
 leader included) has them on disk.
+
+A leader that has been cut off goes on believing it leads until its sync
+limit runs out, while the others may already have elected a successor. What
+only the current leader can answer (whether a session has ended, above all)
+is therefore answered by a confirmed sync: once a quorum has answered a Ping
+round sent after the request, no newer epoch can have committed anything
+before it.
 """
 
 from nookeeper.zab import actions as act
@@ -38,7 +45,7 @@ BROADCAST = "broadcast"
 
 
 class _Follower:
-    __slots__ = ("accepted_epoch", "history", "synced", "acked", "heard")
+    __slots__ = ("accepted_epoch", "history", "synced", "acked", "heard", "round")
 
     def __init__(self, accepted_epoch):
         self.accepted_epoch = accepted_epoch
@@ -46,6 +53,20 @@ class _Follower:
         self.synced = False  # NEWLEADER acknowledged
         self.acked = 0
         self.heard = 0
+        self.round = 0  # the newest Ping round it answered
+
+
+class _Confirmation:
+    """A sync waiting for a quorum to answer Ping round `round`; origin is
+    the server that asked (the leader itself for its own clients)."""
+
+    __slots__ = ("origin", "id", "zxid", "round")
+
+    def __init__(self, origin, sync_id, zxid, round_):
+        self.origin = origin
+        self.id = sync_id
+        self.zxid = zxid
+        self.round = round_
 
 
 class LeaderRole:
@@ -60,6 +81,8 @@ class LeaderRole:
         self.counter = 0
         self.newleader_zxid = None
         self.sync_sent = set()
+        self.ping_round = 0
+        self.confirming = []
 
     @property
     def serving(self):
@@ -221,8 +244,36 @@ class LeaderRole:
                     peer.send(sid, Commit(self.epoch, candidate))
             peer.advance_apply()
 
-    def sync(self, sync_id):
-        self.peer.emit(act.SyncDone(sync_id, self.peer.last_zxid))
+    def sync(self, sync_id, confirm=False):
+        if confirm:
+            self._confirm(self.peer.sid, sync_id)
+        else:
+            self.peer.emit(act.SyncDone(sync_id, self.peer.last_zxid))
+
+    def _confirm(self, origin, sync_id):
+        self.confirming.append(_Confirmation(origin, sync_id, self.peer.last_zxid,
+                                             self._ping_all()))
+        self._answer_confirmed()
+
+    def _ping_all(self):
+        self.ping_round += 1
+        for sid in self.sync_sent:
+            self.peer.send(sid, Ping(self.epoch, self.peer.commit_zxid, self.ping_round))
+        return self.ping_round
+
+    def _answer_confirmed(self):
+        peer = self.peer
+        waiting = []
+        for c in self.confirming:
+            answered = 1 + sum(1 for sid in self.sync_sent
+                               if self.followers[sid].round >= c.round)
+            if answered < peer.quorum:
+                waiting.append(c)
+            elif c.origin == peer.sid:
+                peer.emit(act.SyncDone(c.id, c.zxid))
+            elif c.origin in self.sync_sent:
+                peer.send(c.origin, SyncReply(self.epoch, c.id, c.zxid))
+        self.confirming = waiting
 
     # -- messages and time --------------------------------------------------
 
@@ -244,11 +295,19 @@ class LeaderRole:
             self._on_ack(frm, message.logged_zxid)
             if message.sessions:
                 self.peer.emit(act.SessionsAlive(tuple(message.sessions)))
+            if follower is not None and message.round > follower.round:
+                follower.round = message.round
+                if self.confirming:
+                    self._answer_confirmed()
         elif isinstance(message, Request):
             if self.phase == BROADCAST and follower is not None and follower.synced:
                 self.peer.emit(act.ProposeForwarded(frm, message.payload))
         elif isinstance(message, SyncRequest):
-            if self.phase == BROADCAST:
+            if self.phase != BROADCAST:
+                return
+            if message.confirm:
+                self._confirm(frm, message.id)
+            else:
                 self.peer.send(frm, SyncReply(self.epoch, message.id, self.peer.last_zxid))
 
     def disconnected(self, peer_sid):
@@ -264,8 +323,7 @@ class LeaderRole:
             if self.ticks - self.phase_start > peer.limits.init:
                 self._step_down("no quorum synchronised within the init limit")
             return
-        for sid in self.sync_sent:
-            peer.send(sid, Ping(self.epoch, peer.commit_zxid))
+        self._ping_all()
         alive = 1 + sum(1 for f in self.followers.values()
                         if f.synced and self.ticks - f.heard <= peer.limits.sync)
         if alive < peer.quorum:

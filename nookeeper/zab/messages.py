@@ -113,10 +113,13 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    """Leader heartbeat; carries the commit point so a lost Commit is repaired."""
+    """Leader heartbeat; carries the commit point so a lost Commit is repaired.
+    Its round comes back in the PingReply: a reply to round r proves the
+    follower still followed this leader after the leader sent round r."""
 
     epoch: int
     commit_zxid: int
+    round: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,7 @@ class PingReply:
     epoch: int
     logged_zxid: int
     sessions: tuple
+    round: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +143,13 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class SyncRequest:
+    """confirm: answer only once a quorum has shown this is still the leader
+    (a Ping round answered after the request came), so that the answer
+    holds everything any leader committed before the request."""
+
     epoch: int
     id: int
+    confirm: bool = False
 
 
 @dataclass(frozen=True, slots=True)

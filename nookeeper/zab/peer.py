@@ -160,9 +160,14 @@ class Peer:
             self.state.forward(payload)
         return self._take()
 
-    def sync(self, sync_id):
+    def sync(self, sync_id, confirm=False):
+        """Ask for SyncDone(sync_id, zxid): the leader's last proposed zxid when
+        the request reached it. With confirm, only once a quorum has shown that
+        leader still leads, so that applying up to zxid brings in every txn
+        committed before the request (what a session's end needs). Nothing
+        comes if this server stops serving first."""
         if self.serving:
-            self.state.sync(sync_id)
+            self.state.sync(sync_id, confirm)
         return self._take()
 
     def touch_sessions(self, session_ids):

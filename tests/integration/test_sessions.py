@@ -1,66 +1,13 @@
 """Sessions and watches on the wire, driven through raw sockets and our codec."""
 
-import socket
-import struct
 import time
 
 from kazoo.client import KazooClient
 from kazoo.security import CREATOR_ALL_ACL
 
-from nookeeper.wire.client import (
-    OpCode,
-    decode_connect_response,
-    decode_reply,
-    encode_connect_request,
-    encode_request,
-)
+from rawclient import RawClient, handshake
 
-
-class RawClient:
-    """A minimal client speaking the wire protocol, for what kazoo cannot show."""
-
-    def __init__(self, port, timeout_ms=10000, session_id=0, passwd=b"\0" * 16, last_zxid=0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.sock.sendall(encode_connect_request(timeout_ms, session_id, passwd, last_zxid))
-        self.response = decode_connect_response(self._frame())
-        self.xid = 0
-
-    def _frame(self):
-        head = self._exact(4)
-        return self._exact(struct.unpack(">i", head)[0])
-
-    def _exact(self, count):
-        data = b""
-        while len(data) < count:
-            chunk = self.sock.recv(count - len(data))
-            if not chunk:
-                raise EOFError("closed")
-            data += chunk
-        return data
-
-    def send(self, opcode, request=None, xid=None):
-        if xid is None:
-            self.xid += 1
-            xid = self.xid
-        self.sock.sendall(encode_request(xid, opcode, request))
-        return xid
-
-    def reply(self, opcode=None):
-        return decode_reply(self._frame(), opcode)
-
-    def call(self, opcode, request=None):
-        self.send(opcode, request)
-        return self.reply(opcode)
-
-    def closed(self, timeout=5):
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recv(1) == b""
-        except OSError:
-            return True
-
-    def close(self):
-        self.sock.close()
+from nookeeper.wire.client import OpCode
 
 
 OPEN_ACL = [{"perms": 31, "id": {"scheme": "world", "id": "anyone"}}]
@@ -93,10 +40,7 @@ def test_session_resumes_on_a_new_connection_and_the_old_one_is_closed(server):
 def test_client_ahead_of_the_server_is_turned_away(server):
     client = RawClient(server.port)
     header, _ = client.call(OpCode.CREATE, create("/z"))
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    sock.sendall(encode_connect_request(10000, 0, b"\0" * 16, header.zxid + 100))
-    sock.settimeout(5)
-    assert sock.recv(1) == b""
+    assert handshake(server.port, last_zxid=header.zxid + 100) is None
 
 
 def test_set_watches_fires_missed_changes_before_its_reply(server):

@@ -11,6 +11,7 @@ from nookeeper.wire.peer import (
     HEADER_SIZE,
     MAX_BODY,
     PeerFrameError,
+    VERSION,
     decode_body,
     decode_header,
     decode_hello,
@@ -73,11 +74,14 @@ MESSAGES = [
     Ack(6, 0x6_0000_0001),
     Commit(6, MAX64 - 1),
     Ping(6, 0x6_0000_0001),
+    Ping(6, 0x6_0000_0001, MAX64),
     PingReply(6, 0x6_0000_0001, (0x1234_5678_9ABC_DEF0, 1, MAX64, MIN64, -1)),
     PingReply(6, 0, ()),
+    PingReply(6, 0, (), 17),
     Request(6, ALL_BYTES),
     Request(6, b""),
     SyncRequest(6, 42),
+    SyncRequest(6, 42, True),
     SyncReply(6, 42, 0x6_0000_0007),
 ]
 
@@ -89,7 +93,7 @@ def _split(frame):
     return tag, body
 
 
-def _header(magic=b"NKZB", version=1, tag=11, length=0):
+def _header(magic=b"NKZB", version=VERSION, tag=11, length=0):
     return magic + struct.pack(">BBI", version, tag, length)
 
 
@@ -151,7 +155,9 @@ def test_bad_magic():
 
 def test_wrong_version():
     with pytest.raises(PeerFrameError, match="version"):
-        decode_header(_header(version=2))
+        decode_header(_header(version=VERSION + 1))
+    with pytest.raises(PeerFrameError, match="version"):
+        decode_header(_header(version=1))  # before Ping rounds and confirmed syncs
     with pytest.raises(PeerFrameError, match="version"):
         decode_header(_header(version=0))
 
@@ -266,7 +272,7 @@ def test_hello_rejects_foreign_and_damaged():
     with pytest.raises(PeerFrameError, match="magic"):
         decode_hello(b"GET / HTTP/1.1\r\n\r\n")
     with pytest.raises(PeerFrameError, match="version"):
-        decode_hello(frame[:4] + b"\x02" + frame[5:])
+        decode_hello(frame[:4] + bytes([VERSION + 1]) + frame[5:])
     for cut in range(len(frame)):
         with pytest.raises(PeerFrameError):
             decode_hello(frame[:cut])
@@ -291,6 +297,6 @@ def test_broadcast_fast_path_matches_the_schema(message):
     record = peer.BODIES[tag][1]
     body = record.build(dataclasses.asdict(message))
     assert encode(message) == peer.Header.build(
-        {"magic": b"NKZB", "version": 1, "type": tag, "length": len(body)}) + body
+        {"magic": b"NKZB", "version": VERSION, "type": tag, "length": len(body)}) + body
     assert decode_body(tag, body) == message
     assert decode_body(tag, bytearray(body)) == message
