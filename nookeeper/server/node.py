@@ -175,7 +175,10 @@ class ServerNode:
         self.replication.submit(session, cxid, txn_type, ids, request, done, request_bytes)
 
     def submit_sync(self, done):
-        self.replication.sync(done)
+        """A client's sync: confirmed, so a leader cut off from its quorum, which
+        still takes itself for the leader until its sync limit, cannot answer
+        it with a history that a newer leader has already moved past."""
+        self.replication.sync(done, confirm=True)
 
     def sessions_alive(self, session_ids):
         now = _now_ms()
