@@ -15,6 +15,6 @@ setup(
     packages=find_packages(include=["nookeeper", "nookeeper.*"]),
     python_requires=">=3.11",
     install_requires=["construct", "sqlite-utils", "pyyaml", "prometheus-client"],
-    extras_require={"test": ["pytest", "pytest-timeout", "kazoo"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "kazoo", "hypothesis"]},
     scripts=["bin/nookeeper-server", "bin/nk-ensemble", "bin/nk", "bin/nk-dump"],
 )

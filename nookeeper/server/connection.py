@@ -43,6 +43,7 @@ from nookeeper.wire.client import (
     encode_event,
     encode_reply,
 )
+from nookeeper.wire.jute import java_string
 from nookeeper.zab.zxid import fmt
 
 log = logging.getLogger("nookeeper.connection")
@@ -394,8 +395,8 @@ class Connection:
             ))
             return
         if packet.scheme == "digest":
-            credential = (packet.auth or b"").decode("utf-8", "surrogatepass")
-            ident = acl.digest_id(credential)
+            # Any bytes authenticate: ZooKeeper reads them as Java does, bad UTF-8 and all.
+            ident = acl.digest_id(java_string(packet.auth or b""))
             new = [("digest", ident)]
             if self.node.config.super_digest and ident == self.node.config.super_digest:
                 new.append(("super", ident.split(":", 1)[0]))

@@ -6,6 +6,7 @@ Lengths and counts come from the peer, so they are bounded before anything
 is read: a hostile length must fail the parse, not allocate.
 """
 
+import codecs
 import struct
 
 from construct import (
@@ -29,6 +30,31 @@ _NULL = _LENGTH.pack(-1)
 Int = Int32sb
 Long = Int64sb
 Bool = Flag
+
+
+def _java_replacement(exc):
+    """One U+FFFD per malformed sequence where Java's decoder makes one: Python's
+    stops an encoded surrogate (ED A0..BF, then a continuation byte) after ED."""
+    data, at = exc.object, exc.start
+    if data[at] == 0xED and at + 1 < len(data) and 0xA0 <= data[at + 1] <= 0xBF:
+        end = at + 2
+        if end < len(data) and 0x80 <= data[end] <= 0xBF:
+            end += 1
+        return "\ufffd", end
+    return "\ufffd", exc.end
+
+
+codecs.register_error("nookeeper.java", _java_replacement)
+
+
+def java_string(data):
+    """`data` as Java's new String(bytes, UTF_8) reads it, never failing.
+
+    ZooKeeper reads an auth credential so, then hashes the string's UTF-8, so
+    the digest id of a credential that is not UTF-8 is only ZooKeeper's if
+    each malformed sequence becomes the U+FFFD Java makes of it.
+    """
+    return bytes(data).decode("utf-8", "nookeeper.java")
 
 
 def _read_length(stream, path, cap):

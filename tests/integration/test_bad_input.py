@@ -179,3 +179,22 @@ def test_wrong_password_is_refused(server, zk):
     length = struct.unpack(">i", recv_exact(other, 4))[0]
     timeout, sid = struct.unpack(">iq", recv_exact(other, length)[4:16])
     assert (timeout, sid) == (0, 0)
+
+
+def test_non_utf8_digest_credential_authenticates_as_zookeeper_does(server, zk):
+    """ZooKeeper reads a credential as Java's new String(bytes) does, so bad
+    UTF-8 becomes U+FFFD and the auth succeeds; it once escaped as a traceback."""
+    sock, _ = raw_connect(server)
+    credential = b"\xff\xfe:x"
+    auth = struct.pack(">i", 0) + ustring("digest") + struct.pack(">i", len(credential)) + credential
+    sock.sendall(request(-4, 100, auth))
+    xid, zxid, err, _ = read_reply(sock)
+    assert (xid, zxid, err) == (-4, 0, 0)
+    sock.sendall(request(1, 107))  # whoAmI: ZooKeeper 3.8 answers this user, U+FFFD twice
+    xid, _zxid, err, body = read_reply(sock)
+    assert (xid, err) == (1, 0)
+    assert ustring("digest") + ustring("\ufffd\ufffd") in body
+    sock.close()
+    zk.create("/after-bad-credential", b"v")
+    assert zk.get("/after-bad-credential")[0] == b"v"
+    assert "Traceback" not in server.log_path.read_text(errors="replace")
