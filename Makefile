@@ -1,7 +1,7 @@
 VENV ?= .venv
 ZKCLI := /usr/share/zookeeper/bin/zkCli.sh
 
-.PHONY: venv test compat-deps run run-standalone clean
+.PHONY: venv test compat-deps netns-deps run run-standalone clean
 
 venv: $(VENV)/.stamp
 
@@ -11,7 +11,7 @@ $(VENV)/.stamp: setup.py
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-test: venv compat-deps
+test: venv compat-deps netns-deps
 	$(VENV)/bin/python -m pytest
 
 # The compat tests drive Apache ZooKeeper's own zkCli.sh against our server.
@@ -24,6 +24,12 @@ compat-deps:
 		else \
 			echo "compat-deps: $(ZKCLI) is missing and we are not root; compat tests will be skipped"; \
 		fi; \
+	fi
+
+# The partition tests put servers in network namespaces with iproute2's `ip` (as root).
+netns-deps:
+	@if ! command -v ip >/dev/null && [ ! -x /usr/sbin/ip ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2; \
 	fi
 
 # nookeeper against Apache ZooKeeper (docs/performance.md); BENCH_ARGS=--big adds

@@ -49,8 +49,8 @@ def free_port():
     raise RuntimeError(f"no free port in {low}-{_EPHEMERAL_FLOOR - 1}")
 
 
-def four_letter_word(port, word, timeout=2.0):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+def four_letter_word(port, word, timeout=2.0, host="127.0.0.1"):
+    with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(word.encode())
         chunks = []
         while True:
@@ -61,17 +61,24 @@ def four_letter_word(port, word, timeout=2.0):
 
 
 class ServerProcess:
-    """One nookeeper-server process with its own config, data dir and log file."""
+    """One nookeeper-server process with its own config, data dir and log file.
 
-    def __init__(self, workdir, **settings):
+    host, command_prefix and server_root let a test run it elsewhere: in a
+    network namespace (`ip netns exec NS` as prefix), or from another checkout."""
+
+    def __init__(self, workdir, host="127.0.0.1", command_prefix=(), server_root=None,
+                 **settings):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.command_prefix = list(command_prefix)
+        self.server_root = Path(server_root) if server_root is not None else None
         self.port = free_port()
         self.config_path = self.workdir / "server.yaml"
         self.log_path = self.workdir / "server.log"
         config = {
             "server_id": 1,
-            "client_address": f"127.0.0.1:{self.port}",
+            "client_address": f"{host}:{self.port}",
             "data_dir": str(self.workdir / "data"),
             "tick_ms": 200,
             "min_session_timeout_ms": 400,
@@ -84,17 +91,21 @@ class ServerProcess:
 
     @property
     def hosts(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self, timeout=20.0):
         self.launch()
         return self.wait_serving(timeout)
 
     def launch(self):
+        server_bin, env = SERVER_BIN, None
+        if self.server_root is not None:
+            server_bin = self.server_root / "bin" / "nookeeper-server"
+            env = {**os.environ, "PYTHONPATH": str(self.server_root)}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER_BIN), str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=str(self.workdir),
+            [*self.command_prefix, sys.executable, str(server_bin), str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=str(self.workdir), env=env,
         )
         log.close()
         return self
@@ -122,10 +133,11 @@ class ServerProcess:
         raise RuntimeError(f"server did not answer ruok in {timeout}s:\n{self.log_tail()}")
 
     def is_serving(self):
-        return four_letter_word(self.port, "srvr", timeout=0.5).startswith("Zookeeper version")
+        return four_letter_word(self.port, "srvr", timeout=0.5, host=self.host).startswith(
+            "Zookeeper version")
 
     def mode(self):
-        for line in four_letter_word(self.port, "srvr", timeout=2).splitlines():
+        for line in four_letter_word(self.port, "srvr", timeout=2, host=self.host).splitlines():
             if line.startswith("Mode: "):
                 return line[6:]
         return None
@@ -153,7 +165,7 @@ class ServerProcess:
             return "(no log)"
 
     def command(self, word):
-        return four_letter_word(self.port, word)
+        return four_letter_word(self.port, word, host=self.host)
 
 
 def wait_for(predicate, timeout=10.0, interval=0.02, message="condition"):
@@ -205,17 +217,25 @@ class ClientProcess:
 
 
 class Ensemble:
-    """N server processes forming one ensemble on loopback, with free ports."""
+    """N server processes forming one ensemble on loopback, with free ports.
+
+    A subclass places servers elsewhere by overriding placement()."""
 
     def __init__(self, workdir, size=3, **settings):
         peer_ports = {sid: free_port() for sid in range(1, size + 1)}
-        members = {sid: f"127.0.0.1:{port}" for sid, port in peer_ports.items()}
+        members = {sid: f"{self.placement(sid).get('host', '127.0.0.1')}:{port}"
+                   for sid, port in peer_ports.items()}
         self.servers = {}
         for sid in range(1, size + 1):
             self.servers[sid] = ServerProcess(
                 Path(workdir) / f"node{sid}", server_id=sid, members=members,
+                **self.placement(sid),
                 **{"tick_ms": 100, "init_limit": 20, "sync_limit": 5, **settings},
             )
+
+    def placement(self, sid):
+        """Extra ServerProcess arguments for server sid (host, command_prefix, ...)."""
+        return {}
 
     @property
     def hosts(self):
