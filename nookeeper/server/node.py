@@ -203,14 +203,15 @@ class ServerNode:
     def attach(self, conn, request):
         """The handshake: a new session, a resumed one, or the expired answer."""
         read_only = None if request.readOnly is None else False
+        peer = f"{conn.address[0]}:{conn.address[1]}"
         if not self.serving:
-            log.info("%r: not serving (no leader yet); closing", conn)
+            log.info("session %#x from %s: not serving (no leader yet); closing without an "
+                     "answer", request.sessionId, peer)
             return False
         if request.lastZxidSeen > self.tree.last_zxid:
-            log.warning(
-                "%r has seen zxid %#x, beyond ours (%#x); closing so it tries another server",
-                conn, request.lastZxidSeen, self.tree.last_zxid,
-            )
+            log.warning("session %#x from %s has seen zxid %#x, beyond ours (%#x); closing so "
+                        "it tries another server", request.sessionId, peer,
+                        request.lastZxidSeen, self.tree.last_zxid)
             return False
         if request.sessionId == 0:
             return self._create_session(conn, request, read_only)

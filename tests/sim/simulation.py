@@ -24,9 +24,20 @@ actions.py):
   then makes lagging followers need a SNAP of a snapshot.
 * A crash can hit between any two actions of a server, so it lands in the
   middle of DIFF/TRUNC/SNAP sync, right after NEWLEADER, and so on.
+* A server can stall (SIGSTOP, a long GC pause): it neither ticks nor hears
+  anything until it wakes, then takes what came meanwhile, in order. A
+  leader woken within its sync limit still believes it leads while the
+  others may have elected a successor.
 
 The safety checks run as the actions happen; `settle` checks liveness and
 that no acknowledged write was lost.
+
+Sessions ride on the writes: some are createSession(S) or closeSession(S),
+and a server's applied history gives the sessions it holds. Clients
+reconnect at random times and ask a server whether a session lives; the
+server answers as the real shell does (a confirmed sync, then its applied
+state), and an "expired" answer must come only once the session's
+closeSession is committed, since a client takes it as final (issue 12).
 """
 
 import heapq
@@ -56,6 +67,10 @@ TICK = 10  # time units between two ticks of a server; message delays are a few 
 SYNC_MESSAGES = (Diff, Trunc, Snap, NewLeader, AckNewLeader, UpToDate)
 DURABLE_ACTIONS = (act.Truncate, act.InstallSnapshot, act.SaveEpochs)
 SNAPSHOTS_KEPT = 2
+CREATE = b"create"
+CLOSE = b"close"
+VALIDATIONS = ("confirmed", "plain", "local")
+UPHEAVAL = 5 * TICK  # an answer this soon after a crash or a new leader counts as given around it
 
 
 class Violation(AssertionError):
@@ -101,6 +116,43 @@ class Write:
     incarnation: int
     submitted: int
     acked: int = None  # time, once the client heard back
+
+
+def session_op(payload):
+    """(CREATE or CLOSE, session) for a session write, None for another write:
+    a payload is b"w<n>", or b"w<n> create <session>" / b"w<n> close <session>"."""
+    parts = payload.split()
+    if len(parts) == 3:
+        return parts[1], int(parts[2])
+    return None
+
+
+def sessions_in(entries):
+    """The sessions a state holds: each from its createSession to its closeSession."""
+    live = set()
+    for _zxid, payload in entries:
+        op = session_op(payload)
+        if op is not None:
+            if op[0] == CREATE:
+                live.add(op[1])
+            else:
+                live.discard(op[1])
+    return live
+
+
+@dataclass
+class Validation:
+    """A client reconnecting with a session asks a server whether it still
+    lives; the server answers once it has applied up to `zxid` (from its
+    SyncDone), or drops the request."""
+
+    id: int
+    sid: int
+    session: int
+    asked: int  # time
+    zxid: int = None
+    answer: str = None  # "live" or "expired"
+    dropped: str = None  # why there was no answer
 
 
 class Disk:
@@ -169,6 +221,10 @@ class Server:
         self.disk_busy = False
         self.leader = None  # from the last RoleChanged
         self.received = []  # (kind, detail) of sync steps, for the scenario tests
+        self.paused = False
+        self.held = []  # (fn, args) of events that came while it was paused
+        self.sessions = set()  # the sessions its applied state holds
+        self.validations = {}  # id -> Validation it has not answered yet
 
     @property
     def up(self):
@@ -177,6 +233,10 @@ class Server:
     @property
     def serving(self):
         return self.peer is not None and self.peer.serving
+
+    @property
+    def takes_clients(self):
+        return self.serving and not self.paused
 
 
 class Cluster:
@@ -188,8 +248,13 @@ class Cluster:
     """
 
     def __init__(self, seed, n=3, limits=Limits(), chaos=True, calm_bound=60,
-                 start=True):
+                 start=True, validation="confirmed"):
+        """validation: how a server checks a reconnecting session: "confirmed"
+        as the real shell does, or, to show the checks catch the old bugs,
+        "plain" (an unconfirmed sync) or "local" (its applied state, no sync)."""
+        assert validation in VALIDATIONS, validation
         self.seed = seed
+        self.validation = validation
         self.n = n
         self.rng = random.Random(seed)
         self.profile = Profile.draw(self.rng) if chaos else Profile()
@@ -213,13 +278,21 @@ class Cluster:
         self.leaders = {}  # epoch -> (sid, incarnation) that led it, serving
         self.writes = {}  # payload -> Write
         self.syncs = {}  # id -> (sid, incarnation, applied zxid when asked)
+        self.created = []  # sessions whose createSession is committed, in that order
+        self.closed = set()  # sessions whose closeSession is committed
+        self.closing = set()  # sessions with a closeSession written, not yet committed
+        self.next_session = 0
+        self.last_crash = self.last_election = -UPHEAVAL - 1  # times, for the stats
         self.crash_hooks = []  # f(sid, action) -> bool: crash sid right after that action
         self.disk_delay = {}  # sid -> fixed write delay, for tests that need a slow disk
         self.trace = deque(maxlen=60)
         self.reasons = Counter()  # why roles changed, to see what a run exercised
         self.stats = dict(events=0, crashes=0, resets=0, partitions=0, writes=0, acked=0,
-                          elections=0, truncs=0, snaps=0, snaps_of_snapshots=0, snapshots=0, slowest_recovery=0,
-                          crashes_mid_actions=0)
+                          pauses=0, elections=0, truncs=0, snaps=0, snaps_of_snapshots=0, snapshots=0, slowest_recovery=0,
+                          crashes_mid_actions=0, validations=0, answered_live=0,
+                          answered_expired=0, live_after_close=0, answered_in_storms=0,
+                          answered_soon_after_crash=0, answered_soon_after_election=0, dropped_not_serving=0,
+                          dropped_crash=0, dropped_role_change=0, dropped_timeout=0)
         # chaos
         self.chaos = chaos
         self.calm_bound = calm_bound  # calm ticks, a quorum connected, before a leader must serve
@@ -243,6 +316,17 @@ class Cluster:
 
     def _at(self, delay, fn, *args):
         heapq.heappush(self._events, (self.now + delay, next(self._seq), fn, args))
+
+    def _at_server(self, delay, sid, fn, *args):
+        """An event sid's process must handle: held while sid is paused."""
+        self._at(delay, self._handle, sid, fn, args)
+
+    def _handle(self, sid, fn, args):
+        s = self.servers[sid]
+        if s.paused:
+            s.held.append((fn, args))
+        else:
+            fn(*args)
 
     def step(self):
         """Carry out the next event; False when nothing is left to do."""
@@ -286,9 +370,10 @@ class Cluster:
         """The message, how to replay this run, and what happened last."""
         if "replay with:" in message:
             return message
+        mode = "" if self.validation == "confirmed" else f" NK_SIM_VALIDATION={self.validation}"
         lines = [f"{message}",
                  f"seed={self.seed} n={self.n} t={self.now}; replay with: "
-                 f"NK_SIM_SEED={self.seed} NK_SIM_SIZE={self.n} pytest tests/sim -k replay",
+                 f"NK_SIM_SEED={self.seed} NK_SIM_SIZE={self.n}{mode} pytest tests/sim -k replay",
                  "last events:"]
         for t, *parts in self.trace:
             text = " ".join(str(p) for p in parts)
@@ -313,6 +398,7 @@ class Cluster:
         s.peer = Peer(sid, self.members, d.accepted, d.current, list(d.log), self.limits,
                       snap_zxid=snap)
         s.applied = list(d.snapshots[snap]) if snap else []
+        s.sessions = sessions_in(s.applied)
         s.leader = None
         self._note(f"s{sid} starts: epochs {d.accepted}/{d.current}, "
                    f"last {fmt(d.log[-1][0]) if d.log else '0:0'}")
@@ -326,12 +412,17 @@ class Cluster:
             return
         self._note(f"s{sid} CRASHES")
         self.stats["crashes"] += 1
+        self.last_crash = self.now
         s.peer = None
         s.incarnation += 1
         s.disk.queue.clear()
         s.notices.clear()
         s.disk_busy = False
         s.applied = []
+        s.sessions = set()
+        s.paused = False
+        s.held = []  # all for this incarnation, which is gone
+        self._drop_validations(s, "crash")
         for other in self.members:
             if other != sid:
                 self.unnoticed.pop((sid, other), None)
@@ -368,7 +459,7 @@ class Cluster:
             s.disk.queue.append(a)
             if not s.disk_busy:
                 s.disk_busy = True
-                self._at(self._disk_delay(sid), self._disk_write, sid, s.incarnation)
+                self._at_server(self._disk_delay(sid), sid, self._disk_write, sid, s.incarnation)
         elif isinstance(a, act.Truncate):
             self._flush(s)
             what = f"Truncate({fmt(a.zxid)})"
@@ -389,6 +480,7 @@ class Cluster:
             self._check_removal(s, [e for e in s.disk.log if e not in kept], "InstallSnapshot")
             s.disk.install(a.zxid, snapshot, a.entries)
             s.applied = list(snapshot)
+            s.sessions = sessions_in(snapshot)
             s.received.append(("InstallSnapshot", (a.zxid, len(a.entries))))
             self.stats["snaps"] += 1
             self.stats["snaps_of_snapshots"] += bool(a.zxid)
@@ -420,6 +512,10 @@ class Cluster:
             if a.zxid < asked[2]:
                 raise Violation(f"s{sid}: sync answered {fmt(a.zxid)}, below {fmt(asked[2])} "
                                 f"already applied when it was asked")
+            v = s.validations.get(a.id)
+            if v is not None:
+                v.zxid = a.zxid
+                self._answer_validations(s)
         elif isinstance(a, act.SessionsAlive):
             pass
         else:
@@ -442,13 +538,34 @@ class Cluster:
             elif i == len(self.history):
                 self.history.append(entry)
                 self._check_on_quorum(entry)
+                self._committed(payload)
             else:
                 raise Violation(f"s{s.sid} applies entry #{i} but history has {len(self.history)}")
             s.applied.append(entry)
+            op = session_op(payload)
+            if op is not None:
+                if op[0] == CREATE:
+                    s.sessions.add(op[1])
+                else:
+                    s.sessions.discard(op[1])
             w = self.writes.get(payload)
             if w and w.acked is None and (w.sid, w.incarnation) == (s.sid, s.incarnation):
                 w.acked = self.now  # its server applied it: the client hears back
                 self.stats["acked"] += 1
+        if s.validations:
+            self._answer_validations(s)
+
+    def _committed(self, payload):
+        """The ensemble's session table, from the committed history."""
+        op = session_op(payload)
+        if op is None:
+            return
+        kind, session = op
+        if kind == CREATE:
+            self.created.append(session)
+        else:
+            self.closed.add(session)
+            self.closing.discard(session)
 
     def _check_on_quorum(self, entry):
         zxid, payload = entry
@@ -469,8 +586,11 @@ class Cluster:
         self.reasons[a.reason] += 1
         self._note(f"s{s.sid} role {('LOOKING', 'FOLLOWING', 'LEADING')[a.role]} "
                    f"leader={a.leader} epoch={a.epoch} serving={a.serving} ({a.reason})")
+        if not a.serving and s.validations:
+            self._drop_validations(s, "role_change")  # as the shell: the role that would answer is gone
         if a.role == LEADING and a.serving:
             self.stats["elections"] += 1
+            self.last_election = self.now
             who = self.leaders.setdefault(a.epoch, (s.sid, s.incarnation))
             if who != (s.sid, s.incarnation):
                 raise Violation(f"two leaders for epoch {a.epoch}: s{who[0]} and s{s.sid}")
@@ -516,11 +636,11 @@ class Cluster:
             # Votes may be reordered and duplicated: no FIFO for them.
             copies = 2 if self.rng.random() < self.profile.vote_copies else 1
             for _ in range(copies):
-                self._at(self._net_delay(), self._deliver, frm, to, message, session)
+                self._at_server(self._net_delay(), to, self._deliver, frm, to, message, session)
             return
         when = max(self.now + self._net_delay(), self.arrival.get((frm, to), 0))
         self.arrival[(frm, to)] = when
-        self._at(when - self.now, self._deliver, frm, to, message, session)
+        self._at_server(when - self.now, to, self._deliver, frm, to, message, session)
 
     def _deliver(self, frm, to, message, session):
         s = self.servers[to]
@@ -542,8 +662,8 @@ class Cluster:
             s = self.servers[x]
             if s.up:
                 self.unnoticed[(x, y)] = s.incarnation
-                self._at(self.rng.randint(1, self.profile.notice_delay), self._notice, x, y,
-                         s.incarnation)
+                self._at_server(self.rng.randint(1, self.profile.notice_delay), x, self._notice,
+                                x, y, s.incarnation)
 
     def _notice(self, x, y, incarnation):
         s = self.servers[x]
@@ -558,6 +678,28 @@ class Cluster:
         self.stats["resets"] += 1
         self.last_fault = self.now
         self._reset(a, b)
+
+    def pause(self, sid, ticks):
+        """sid stalls for `ticks` ticks; its links stay up."""
+        s = self.servers[sid]
+        if not s.up or s.paused:
+            return
+        self._note(f"s{sid} PAUSES for {ticks} ticks")
+        self.stats["pauses"] += 1
+        s.paused = True
+        self.last_fault = self.now
+        self._at(ticks * TICK, self.wake, sid, s.incarnation)
+
+    def wake(self, sid, incarnation=None):
+        s = self.servers[sid]
+        if not s.paused or incarnation not in (None, s.incarnation):
+            return
+        self._note(f"s{sid} wakes, {len(s.held)} events held")
+        s.paused = False
+        self.last_fault = self.now
+        held, s.held = s.held, []
+        for fn, args in held:
+            self._guarded(fn, *args)
 
     def partition(self, *groups):
         """Cut every link between different groups until heal()."""
@@ -610,7 +752,7 @@ class Cluster:
                 self._write(s, s.disk.queue.popleft())
         if s.disk.queue:
             s.disk_busy = True
-            self._at(self._disk_delay(sid), self._disk_write, sid, incarnation)
+            self._at_server(self._disk_delay(sid), sid, self._disk_write, sid, incarnation)
         self._report_logged(sid, incarnation)
 
     def _flush(self, s):
@@ -618,7 +760,8 @@ class Cluster:
         while s.disk.queue:
             self._write(s, s.disk.queue.popleft())
         if s.notices:
-            self._at(self.rng.randint(0, 2), self._report_logged, s.sid, s.incarnation)
+            self._at_server(self.rng.randint(0, 2), s.sid, self._report_logged, s.sid,
+                            s.incarnation)
 
     def _report_logged(self, sid, incarnation):
         s = self.servers[sid]
@@ -628,13 +771,14 @@ class Cluster:
 
     # -- clients -------------------------------------------------------------------
 
-    def write(self, sid):
-        """A client submits a write to sid, if sid serves; returns its payload."""
+    def write(self, sid, op=b""):
+        """A client submits a write to sid, if sid serves; returns its payload.
+        op makes it a session write: b"create 7" or b"close 7"."""
         s = self.servers[sid]
         if not s.serving:
             return None
         self.stats["writes"] += 1
-        payload = b"w%d" % self.stats["writes"]
+        payload = b"w%d %s" % (self.stats["writes"], op) if op else b"w%d" % self.stats["writes"]
         self.writes[payload] = Write(sid, s.incarnation, self.now)
         self._note(f"client writes {payload!r} at s{sid}")
         if s.peer.role == LEADING:
@@ -659,12 +803,133 @@ class Cluster:
         self.syncs[sync_id] = (sid, s.incarnation, s.applied[-1][0] if s.applied else 0)
         self._guarded(lambda: self.run(sid, s.peer.sync(sync_id)))
 
+    def create_session(self, sid):
+        """A client opens a new session at sid; returns the session, or None
+        if sid does not serve."""
+        session = self.next_session + 1
+        if self.write(sid, b"%s %d" % (CREATE, session)) is None:
+            return None
+        self.next_session = session
+        return session
+
+    def close_session(self, sid, session):
+        """The session ends (its client closes it, or the leader expires it)."""
+        if self.write(sid, b"%s %d" % (CLOSE, session)) is None:
+            return None
+        if session not in self.closed:
+            self.closing.add(session)
+        return session
+
+    def validate(self, sid, session, timeout=None):
+        """A client reconnects to sid with a session whose createSession is
+        committed. sid answers as the real shell does (ServerNode._resume_session):
+        a sync, confirmed by a quorum, then its applied state once it has
+        applied up to the sync's zxid; a crash, a role change or the client's
+        timeout (in ticks) drops the request. A paused sid takes the request
+        when it wakes, as a stopped process finds the connection in its
+        backlog. Returns the Validation."""
+        s = self.servers[sid]
+        v = Validation(next(self._seq), sid, session, self.now)
+        self.stats["validations"] += 1
+        self._note(f"client validates session {session} at s{sid} (request {v.id})")
+        if timeout is None:
+            timeout = self.rng.randint(1, 3 * self.limits.sync)
+        self._at(timeout * TICK, self._validation_timeout, v)
+        self._guarded(self._handle, sid, self._take_validation, (v, s.incarnation))
+        return v
+
+    def _take_validation(self, v, incarnation):
+        s = self.servers[v.sid]
+        if v.dropped or s.incarnation != incarnation:
+            return  # the client gave up, or the process it connected to is gone
+        if not s.serving:
+            v.dropped = "not_serving"  # it takes no clients
+            self.stats["dropped_not_serving"] += 1
+            return
+        if self.validation == "local":
+            self._answer(s, v)
+            return
+        s.validations[v.id] = v
+        self.syncs[v.id] = (s.sid, s.incarnation, s.applied[-1][0] if s.applied else 0)
+        self.run(s.sid, s.peer.sync(v.id, self.validation == "confirmed"))
+
+    def _answer_validations(self, s):
+        """Answer those whose sync came back and whose zxid s has applied."""
+        applied = s.applied[-1][0] if s.applied else 0
+        for v in [v for v in s.validations.values() if v.zxid is not None and v.zxid <= applied]:
+            del s.validations[v.id]
+            self._answer(s, v)
+
+    def _answer(self, s, v):
+        """The check of issue 12: only the leader ends a session, so "expired"
+        is said only once the ensemble committed its closeSession. "live" for
+        a session closed meanwhile is allowed (ZooKeeper allows it too)."""
+        live = v.session in s.sessions
+        v.answer = "live" if live else "expired"
+        self._note(f"s{s.sid} answers request {v.id}: session {v.session} is {v.answer}")
+        self.stats["answered_" + v.answer] += 1
+        self.stats["answered_in_storms"] += self.now < self.storm_until
+        self.stats["answered_soon_after_crash"] += self.now - self.last_crash <= UPHEAVAL
+        self.stats["answered_soon_after_election"] += self.now - self.last_election <= UPHEAVAL
+        if live:
+            self.stats["live_after_close"] += v.session in self.closed
+        elif v.session not in self.closed:
+            applied = s.applied[-1][0] if s.applied else 0
+            synced = "" if v.zxid is None else f", synced to {fmt(v.zxid)}"
+            raise Violation(f"s{s.sid} told a client that session {v.session} expired, but its "
+                            f"closeSession is not committed ({self.validation} validation asked "
+                            f"at t={v.asked}{synced}; s{s.sid} applied up to {fmt(applied)})")
+
+    def _drop_validations(self, s, why):
+        for v in s.validations.values():
+            v.dropped = why
+            self.stats["dropped_" + why] += 1
+        s.validations.clear()
+
+    def _validation_timeout(self, v):
+        """The client gives up and tries elsewhere: an answer after this is not heard."""
+        if v.answer is None and v.dropped is None:
+            v.dropped = "timeout"
+            self.stats["dropped_timeout"] += 1
+            self.servers[v.sid].validations.pop(v.id, None)
+            self._note(f"request {v.id} at s{v.sid} times out")
+
+    def _session_to_validate(self):
+        """A committed session the client knows of: live, closed, or with its
+        close in flight, most often a recent one (where servers disagree)."""
+        live, closing, closed = [], [], []
+        for session in self.created:
+            kind = closed if session in self.closed else closing if session in self.closing \
+                else live
+            kind.append(session)
+        kinds = [kind for kind in (live, closing, closed) if kind]
+        if not kinds:
+            return None
+        kind = self.rng.choice(kinds)
+        return self.rng.choice(kind[-3:] if self.rng.random() < 0.5 else kind)
+
+    def _client_write(self, sid):
+        """Mostly plain writes; some open a session, some close one and then
+        often reconnect with it at once, while its close is in flight."""
+        r = self.rng.random()
+        if r < 0.1:
+            self.create_session(sid)
+            return
+        open_sessions = [x for x in self.created if x not in self.closed]
+        if r < 0.18 and open_sessions:
+            session = self.close_session(sid, self.rng.choice(open_sessions))
+            taking = [x for x in self.members if self.servers[x].takes_clients]
+            if session is not None and taking and self.rng.random() < 0.5:
+                self.validate(self.rng.choice(taking), session)
+            return
+        self.write(sid)
+
     # -- time, chaos and liveness ------------------------------------------------------
 
     def _tick(self, sid):
         self._at(self.tick_period[sid], self._tick, sid)
         s = self.servers[sid]
-        if s.up:
+        if s.up and not s.paused:  # a stalled process does not catch up on ticks
             self.run(sid, s.peer.tick())
 
     def _chaos(self):
@@ -678,24 +943,35 @@ class Cluster:
             self.crash_rate = rng.choice(self.profile.crash_rates)
         up = [sid for sid in self.members if self.servers[sid].up]
         down = [sid for sid in self.members if not self.servers[sid].up]
+        awake = [sid for sid in up if not self.servers[sid].paused]
         r = rng.random()
         if r < 0.5 or self.now >= self.storm_until:
-            if r < 0.05 and up:
-                self.sync(rng.choice(up))
-            elif r < 0.1 and up:
-                sid = rng.choice(up)
+            if r < 0.05 and awake:
+                self.sync(rng.choice(awake))
+            elif r < 0.1 and awake:
+                sid = rng.choice(awake)
                 self.servers[sid].peer.touch_sessions((sid * 100 + rng.randint(0, 3),))
-            elif r < 0.14 and up:
-                self.snapshot(rng.choice(up))
+            elif r < 0.14 and awake:
+                self.snapshot(rng.choice(awake))
+            elif r < 0.22 and self.created:
+                # A stalled server's port still accepts: clients may queue on it.
+                serving = [sid for sid in up if self.servers[sid].serving]
+                if serving:
+                    self.validate(rng.choice(serving), self._session_to_validate())
             else:
                 for _ in range(rng.choice((1, 1, 1, 2, 5))):
-                    serving = [sid for sid in up if self.servers[sid].serving]
-                    if serving:
-                        self.write(rng.choice(serving))
+                    taking = [sid for sid in awake if self.servers[sid].takes_clients]
+                    if taking:
+                        self._client_write(rng.choice(taking))
         elif r < 0.62 and down:
             self.restart(rng.choice(down))
         elif r < 0.72 and up:
             self.crash(self._victim(up))
+        elif r < 0.76 and awake:
+            # Mostly the leader: woken, it may still believe it leads.
+            leader = self.serving_leader()
+            victim = leader if leader in awake and rng.random() < 0.75 else self._victim(awake)
+            self.pause(victim, rng.randint(1, 4 * self.limits.sync))
         elif r < 0.85:
             self.reset_link(*rng.sample(self.members, 2))
         elif r < 0.92:
@@ -800,6 +1076,8 @@ class Cluster:
         self.crash_hooks = []
         self.crash_rate = 0.0
         self.storm_until = 0
+        for sid in self.members:
+            self.wake(sid)
         self.heal()
         for sid in self.members:
             if not self.servers[sid].up:

@@ -4,7 +4,8 @@ test_random_* run whole ensembles through seeded storms of crashes, link
 resets, partitions, slow disks and client writes, checking safety all along
 and liveness at the end (see simulation.py). NK_SIM_SEEDS=N runs N seeds per
 size instead of the default; NK_SIM_SEED=S NK_SIM_SIZE=n replays one seed
-(test_replay; NK_SIM_TRACE=lines lengthens the trace a failure prints).
+(test_replay; NK_SIM_TRACE=lines lengthens the trace a failure prints;
+NK_SIM_VALIDATION=plain|local replays a run of a weaker session check).
 
 The scenario tests drive one situation each, deterministically.
 """
@@ -36,8 +37,8 @@ def _seeds(n):
     return range(int(os.environ.get("NK_SIM_SEEDS", DEFAULT_SEEDS[n])))
 
 
-def run_seed(seed, n, trace=None):
-    cluster = Cluster(seed, n)
+def run_seed(seed, n, trace=None, validation="confirmed"):
+    cluster = Cluster(seed, n, validation=validation)
     if trace:
         cluster.trace = type(cluster.trace)(maxlen=trace)
     try:
@@ -66,24 +67,34 @@ def test_replay():
     if seed is None:
         pytest.skip("set NK_SIM_SEED (and NK_SIM_SIZE) to replay a seed")
     n = int(os.environ.get("NK_SIM_SIZE", 3))
-    cluster = run_seed(int(seed), n, trace=int(os.environ.get("NK_SIM_TRACE", 0)) or None)
+    cluster = run_seed(int(seed), n, trace=int(os.environ.get("NK_SIM_TRACE", 0)) or None,
+                       validation=os.environ.get("NK_SIM_VALIDATION", "confirmed"))
     print(f"seed {seed}, {n} servers: {cluster.stats}\n{dict(cluster.reasons)}")
 
 
 def test_the_random_runs_exercise_the_hard_paths():
     """A guard against a harness that stopped hurting: across a few seeds the
-    storms must cause crashes (some between two actions of a server), many
-    elections, partitions, TRUNCs and SNAPs of a snapshot after the log was
-    compacted, and still acknowledge many writes."""
+    storms must cause crashes (some between two actions of a server), pauses,
+    many elections, partitions, TRUNCs and SNAPs of a snapshot after the log
+    was compacted, and still acknowledge many writes. Reconnecting clients
+    must hear both answers many times, some in storms and right after a crash
+    or a new leader, and some must hear nothing (crash, role change, timeout)."""
     totals = {}
     for seed in range(12):
         stats = run_seed(seed, 3 + 2 * (seed % 2)).stats
         for key, value in stats.items():
             totals[key] = totals.get(key, 0) + value
     assert totals["crashes"] > 100 and totals["crashes_mid_actions"] > 20, totals
+    assert totals["pauses"] > 20, totals
     assert totals["elections"] > 30 and totals["partitions"] > 10, totals
     assert totals["truncs"] > 0 and totals["acked"] > 1000, totals
     assert totals["snapshots"] > 50 and totals["snaps_of_snapshots"] > 0, totals
+    assert totals["answered_live"] > 100 and totals["answered_expired"] > 100, totals
+    assert totals["answered_in_storms"] > 10, totals
+    assert totals["answered_soon_after_crash"] > 0, totals
+    assert totals["answered_soon_after_election"] > 0, totals
+    assert totals["dropped_crash"] > 0 and totals["dropped_role_change"] > 0, totals
+    assert totals["dropped_timeout"] > 0, totals
 
 
 # -- scenarios -------------------------------------------------------------------
