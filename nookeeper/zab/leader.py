@@ -113,6 +113,7 @@ class LeaderRole:
         follower.heard = self.ticks
         self.followers[frm] = follower
         self.sync_sent.discard(frm)
+        self._forget_confirmations(frm)
         if self.epoch is None:
             self.infos[frm] = message.accepted_epoch
             self._maybe_pick_epoch()
@@ -261,6 +262,12 @@ class LeaderRole:
             self.peer.send(sid, Ping(self.epoch, self.peer.commit_zxid, self.ping_round))
         return self.ping_round
 
+    def _forget_confirmations(self, sid):
+        """What sid asked before it went away: a restarted server may reuse the
+        id for another sync, which an old answer must not complete."""
+        if self.confirming:
+            self.confirming = [c for c in self.confirming if c.origin != sid]
+
     def _answer_confirmed(self):
         peer = self.peer
         waiting = []
@@ -313,6 +320,7 @@ class LeaderRole:
     def disconnected(self, peer_sid):
         self.followers.pop(peer_sid, None)
         self.sync_sent.discard(peer_sid)
+        self._forget_confirmations(peer_sid)
         if self.epoch is None:
             self.infos.pop(peer_sid, None)
 

@@ -70,7 +70,7 @@ SNAPSHOTS_KEPT = 2
 CREATE = b"create"
 CLOSE = b"close"
 VALIDATIONS = ("confirmed", "plain", "local")
-UPHEAVAL = 5 * TICK  # an answer this soon after a crash or a new leader counts as given around it
+UPHEAVAL = 10 * TICK  # an answer this soon after a crash or a new leader counts as given around it
 
 
 class Violation(AssertionError):
@@ -138,6 +138,18 @@ def sessions_in(entries):
             else:
                 live.discard(op[1])
     return live
+
+
+@dataclass
+class SyncAsked:
+    """What a SyncDone is checked against: its zxid must cover what the server
+    had applied when it asked and, confirmed, all committed by then."""
+
+    sid: int
+    incarnation: int
+    applied: int
+    confirm: bool
+    committed: int
 
 
 @dataclass
@@ -236,6 +248,7 @@ class Server:
 
     @property
     def takes_clients(self):
+        """Serves and is awake: a client sending it a write hears back."""
         return self.serving and not self.paused
 
 
@@ -277,7 +290,7 @@ class Cluster:
         self.proposed = {}  # zxid -> payload, over the whole run
         self.leaders = {}  # epoch -> (sid, incarnation) that led it, serving
         self.writes = {}  # payload -> Write
-        self.syncs = {}  # id -> (sid, incarnation, applied zxid when asked)
+        self.syncs = {}  # id -> SyncAsked
         self.created = []  # sessions whose createSession is committed, in that order
         self.closed = set()  # sessions whose closeSession is committed
         self.closing = set()  # sessions with a closeSession written, not yet committed
@@ -287,11 +300,14 @@ class Cluster:
         self.disk_delay = {}  # sid -> fixed write delay, for tests that need a slow disk
         self.trace = deque(maxlen=60)
         self.reasons = Counter()  # why roles changed, to see what a run exercised
-        self.stats = dict(events=0, crashes=0, resets=0, partitions=0, writes=0, acked=0,
-                          pauses=0, elections=0, truncs=0, snaps=0, snaps_of_snapshots=0, snapshots=0, slowest_recovery=0,
-                          crashes_mid_actions=0, validations=0, answered_live=0,
-                          answered_expired=0, live_after_close=0, answered_in_storms=0,
-                          answered_soon_after_crash=0, answered_soon_after_election=0, dropped_not_serving=0,
+        self.stats = dict(events=0, crashes=0, resets=0, partitions=0, pauses=0, writes=0,
+                          acked=0, elections=0, truncs=0, snaps=0, snaps_of_snapshots=0,
+                          snapshots=0, slowest_recovery=0, crashes_mid_actions=0,
+                          # reconnects: answers, a "live" for a session closed meanwhile,
+                          # answers given in hard times, and requests that got no answer
+                          validations=0, answered_live=0, answered_expired=0,
+                          live_after_close=0, answered_in_storms=0, answered_soon_after_crash=0,
+                          answered_soon_after_election=0, dropped_not_serving=0,
                           dropped_crash=0, dropped_role_change=0, dropped_timeout=0)
         # chaos
         self.chaos = chaos
@@ -507,11 +523,14 @@ class Cluster:
             self._propose(sid, a.payload)
         elif isinstance(a, act.SyncDone):
             asked = self.syncs.pop(a.id, None)
-            if asked is None or asked[:2] != (sid, s.incarnation):
+            if asked is None or (asked.sid, asked.incarnation) != (sid, s.incarnation):
                 raise Violation(f"s{sid}: SyncDone for a sync it was not asked: {a}")
-            if a.zxid < asked[2]:
-                raise Violation(f"s{sid}: sync answered {fmt(a.zxid)}, below {fmt(asked[2])} "
+            if a.zxid < asked.applied:
+                raise Violation(f"s{sid}: sync answered {fmt(a.zxid)}, below {fmt(asked.applied)} "
                                 f"already applied when it was asked")
+            if asked.confirm and a.zxid < asked.committed:
+                raise Violation(f"s{sid}: confirmed sync answered {fmt(a.zxid)}, below "
+                                f"{fmt(asked.committed)} committed before it was asked")
             v = s.validations.get(a.id)
             if v is not None:
                 v.zxid = a.zxid
@@ -587,7 +606,8 @@ class Cluster:
         self._note(f"s{s.sid} role {('LOOKING', 'FOLLOWING', 'LEADING')[a.role]} "
                    f"leader={a.leader} epoch={a.epoch} serving={a.serving} ({a.reason})")
         if not a.serving and s.validations:
-            self._drop_validations(s, "role_change")  # as the shell: the role that would answer is gone
+            # As the shell does: the role that would have answered them is gone.
+            self._drop_validations(s, "role_change")
         if a.role == LEADING and a.serving:
             self.stats["elections"] += 1
             self.last_election = self.now
@@ -795,13 +815,18 @@ class Cluster:
         _zxid, actions = self.servers[sid].peer.propose(stamp)
         self.run(sid, actions)
 
-    def sync(self, sid):
+    def sync(self, sid, confirm=True):
+        """A client's sync; confirmed, as the shell asks for one (ServerNode.submit_sync)."""
         s = self.servers[sid]
         if not s.serving:
             return
         sync_id = next(self._seq)
-        self.syncs[sync_id] = (sid, s.incarnation, s.applied[-1][0] if s.applied else 0)
-        self._guarded(lambda: self.run(sid, s.peer.sync(sync_id)))
+        self._ask_sync(s, sync_id, confirm)
+        self._guarded(lambda: self.run(sid, s.peer.sync(sync_id, confirm)))
+
+    def _ask_sync(self, s, sync_id, confirm):
+        self.syncs[sync_id] = SyncAsked(s.sid, s.incarnation, s.applied[-1][0] if s.applied else 0,
+                                        confirm, self.history[-1][0] if self.history else 0)
 
     def create_session(self, sid):
         """A client opens a new session at sid; returns the session, or None
@@ -823,11 +848,11 @@ class Cluster:
     def validate(self, sid, session, timeout=None):
         """A client reconnects to sid with a session whose createSession is
         committed. sid answers as the real shell does (ServerNode._resume_session):
-        a sync, confirmed by a quorum, then its applied state once it has
-        applied up to the sync's zxid; a crash, a role change or the client's
-        timeout (in ticks) drops the request. A paused sid takes the request
-        when it wakes, as a stopped process finds the connection in its
-        backlog. Returns the Validation."""
+        a sync (confirmed by a quorum, unless self.validation says otherwise),
+        then its applied state once it has applied up to the sync's zxid; a
+        crash, a role change or the client's timeout (in ticks) drops the
+        request. A paused sid takes the request when it wakes, as a stopped
+        process finds the connection in its backlog. Returns the Validation."""
         s = self.servers[sid]
         v = Validation(next(self._seq), sid, session, self.now)
         self.stats["validations"] += 1
@@ -850,8 +875,9 @@ class Cluster:
             self._answer(s, v)
             return
         s.validations[v.id] = v
-        self.syncs[v.id] = (s.sid, s.incarnation, s.applied[-1][0] if s.applied else 0)
-        self.run(s.sid, s.peer.sync(v.id, self.validation == "confirmed"))
+        confirm = self.validation == "confirmed"
+        self._ask_sync(s, v.id, confirm)
+        self.run(s.sid, s.peer.sync(v.id, confirm))
 
     def _answer_validations(self, s):
         """Answer those whose sync came back and whose zxid s has applied."""
@@ -909,8 +935,9 @@ class Cluster:
         return self.rng.choice(kind[-3:] if self.rng.random() < 0.5 else kind)
 
     def _client_write(self, sid):
-        """Mostly plain writes; some open a session, some close one and then
-        often reconnect with it at once, while its close is in flight."""
+        """Mostly plain writes; some open a session, some close one (or close
+        it again, if the first close was lost) and then often reconnect with
+        it at once, while its close is in flight."""
         r = self.rng.random()
         if r < 0.1:
             self.create_session(sid)
@@ -953,14 +980,14 @@ class Cluster:
                 self.servers[sid].peer.touch_sessions((sid * 100 + rng.randint(0, 3),))
             elif r < 0.14 and awake:
                 self.snapshot(rng.choice(awake))
-            elif r < 0.22 and self.created:
+            elif r < 0.25 and self.created:
                 # A stalled server's port still accepts: clients may queue on it.
                 serving = [sid for sid in up if self.servers[sid].serving]
                 if serving:
                     self.validate(rng.choice(serving), self._session_to_validate())
             else:
                 for _ in range(rng.choice((1, 1, 1, 2, 5))):
-                    taking = [sid for sid in awake if self.servers[sid].takes_clients]
+                    taking = [sid for sid in up if self.servers[sid].takes_clients]
                     if taking:
                         self._client_write(rng.choice(taking))
         elif r < 0.62 and down:
