@@ -26,6 +26,13 @@ compat-deps:
 		fi; \
 	fi
 
+# Longer runs of the fault tests inside make test: the ZAB simulation over more
+# seeds, the request decoders over more examples, the Lock through more restarts.
+.PHONY: soak
+soak: venv compat-deps netns-deps
+	NK_SIM_SEEDS=3000 NK_FUZZ_EXAMPLES=5000 NK_LOCK_RESTARTS=100 $(VENV)/bin/python -m pytest \
+		tests/sim tests/unit/test_request_decoder_fuzz.py tests/integration/test_lock_restarts.py
+
 # The partition tests put servers in network namespaces with iproute2's `ip` (as root).
 netns-deps:
 	@if ! command -v ip >/dev/null && [ ! -x /usr/sbin/ip ] && [ "$$(id -u)" = 0 ]; then \
