@@ -226,8 +226,10 @@ class ServerNode:
             session_id, 0, CREATE_SESSION, (), Container(timeOut=timeout, passwd=passwd),
             done=lambda txn, outcome: created.set(),
         )
-        if not created.wait(max(timeout / 1000.0, 2.0)):
-            log.error("session %#x was not committed within 30s; dropping %r", session_id, conn)
+        wait_s = max(timeout / 1000.0, 2.0)
+        if not created.wait(wait_s):
+            log.error("session %#x was not committed within %.1fs; dropping %r",
+                      session_id, wait_s, conn)
             return False
         with self._lock:
             self._bind(conn, session_id, timeout)
