@@ -178,7 +178,7 @@ class ServerNode:
         """A client's sync: confirmed, so a leader cut off from its quorum, which
         still takes itself for the leader until its sync limit, cannot answer
         it with a history that a newer leader has already moved past."""
-        self.replication.sync(done, confirm=True)
+        self.replication.sync(done)
 
     def sessions_alive(self, session_ids):
         now = _now_ms()
@@ -268,8 +268,9 @@ class ServerNode:
                 return False
             else:
                 expired = False
-                if not self.sessions.touch(session_id, _now_ms()):
-                    self.sessions.track(session_id, info.timeout, _now_ms())
+                now = _now_ms()
+                if not self.sessions.touch(session_id, now):
+                    self.sessions.track(session_id, info.timeout, now)
                 self._bind(conn, session_id, info.timeout)
         if expired:
             why = "closed" if info is None else "alive, but the password does not match"
@@ -286,7 +287,7 @@ class ServerNode:
     def _confirmed_sync(self, wait_s):
         """Whether this server has applied all the current leader had when asked."""
         done = threading.Event()
-        self.replication.sync(done.set, confirm=True)
+        self.replication.sync(done.set)
         return done.wait(wait_s)
 
     def _bind(self, conn, session_id, timeout):

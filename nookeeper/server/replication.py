@@ -187,11 +187,12 @@ class Replication:
                 (payload, txn, done))
         self._post(("write", payload))
 
-    def sync(self, done, confirm=False):
-        """done() runs once this server has applied everything the leader had
-        proposed; with confirm, a leader a quorum still follows (Peer.sync).
+    def sync(self, done):
+        """done() runs once this server has applied everything a leader that a
+        quorum still follows had proposed (a confirmed Peer.sync): a client's
+        sync and a session's resume both need that leader, not a cut-off one.
         It never runs if this server stops serving first."""
-        self._post(("sync", done, confirm))
+        self._post(("sync", done))
 
     def touch(self, session_id):
         self._post(("touch", session_id))
@@ -288,7 +289,7 @@ class Replication:
                 return ()  # never answered: the waiter gives up on its own
             self._next_sync += 1
             self._syncs[self._next_sync] = event[1]
-            return core.sync(self._next_sync, event[2])
+            return core.sync(self._next_sync, confirm=True)
         if kind == "snapshotted":
             return self._snapshotted(event[1], event[2])
         return core.start()
