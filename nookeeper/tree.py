@@ -24,25 +24,17 @@ from nookeeper.errors import (
     UnimplementedError,
     ZooKeeperError,
 )
+from nookeeper.listing import Listing
 from nookeeper.paths import name_of, parent_of, validate_path
-from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION
-
-CREATE = 1
-DELETE = 2
-SET_DATA = 5
-SET_ACL = 7
-CHECK = 13
-MULTI = 14
-CREATE2 = 15
-CREATE_CONTAINER = 19
-DELETE_CONTAINER = 20
-CREATE_TTL = 21
-ERROR = -1
-
-NODE_CREATED = 1
-NODE_DELETED = 2
-NODE_DATA_CHANGED = 3
-NODE_CHILDREN_CHANGED = 4
+from nookeeper.wire.ops import (
+    CREATES,
+    MULTI_SUB_OPS,
+    NODE_CHILDREN_CHANGED,
+    NODE_CREATED,
+    NODE_DATA_CHANGED,
+    NODE_DELETED,
+    OpCode,
+)
 
 # Stored ephemeralOwner markers for the kinds that are not session-owned.
 CONTAINER_OWNER = -(1 << 63)
@@ -50,8 +42,6 @@ _TTL_TAG = 0xFF
 MAX_TTL = (1 << 40) - 1
 
 BUILTIN_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
-_MULTI_OPS = frozenset({CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL, DELETE, SET_DATA, CHECK})
-_CREATE_OPS = frozenset({CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL})
 
 
 def _int32(value):
@@ -85,15 +75,6 @@ class SessionInfo(NamedTuple):
 
 _MAX_SHARED_ACLS = 1024
 _LISTING_CACHE_MIN = 64  # children from which a node's sorted list is kept
-
-
-class Listing(tuple):
-    """A large directory's sorted child names, the same object from one change
-    to the next, so whatever is derived from it (its wire encoding) can be
-    kept on it and goes when the directory changes."""
-
-    wire = None  # its encoding as a wire vector of strings, once encoded
-
 
 # Most znodes are leaves; sharing one empty frozenset saves an empty set
 # (216 bytes) per leaf, a fifth of a small znode's memory.
@@ -191,15 +172,15 @@ class DataTree:
         self._undo_sessions = None
         self._listings = {}  # path -> sorted child names, for large directories
         self._handlers = {
-            CREATE: self._create,
-            CREATE2: self._create,
-            CREATE_CONTAINER: self._create,
-            CREATE_TTL: self._create,
-            DELETE: self._delete,
-            DELETE_CONTAINER: self._delete_container,
-            SET_DATA: self._set_data,
-            SET_ACL: self._set_acl,
-            CHECK: self._check,
+            OpCode.CREATE: self._create,
+            OpCode.CREATE2: self._create,
+            OpCode.CREATE_CONTAINER: self._create,
+            OpCode.CREATE_TTL: self._create,
+            OpCode.DELETE: self._delete,
+            OpCode.DELETE_CONTAINER: self._delete_container,
+            OpCode.SET_DATA: self._set_data,
+            OpCode.SET_ACL: self._set_acl,
+            OpCode.CHECK: self._check,
         }
         self._acl_lists = {}
         for path in ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"):
@@ -224,16 +205,16 @@ class DataTree:
     def apply(self, txn):
         """Apply one txn; never raises for a request-level error."""
         self.last_zxid = txn.zxid
-        if txn.type == CREATE_SESSION:
+        if txn.type == OpCode.CREATE_SESSION:
             request = txn.request
             self.sessions[txn.session] = SessionInfo(request.timeOut, request.passwd)
             return Outcome(0, None, [])
-        if txn.type == CLOSE_SESSION:
+        if txn.type == OpCode.CLOSE_SESSION:
             return Outcome(0, None, self._close_session(txn))
-        if txn.type == MULTI:
+        if txn.type == OpCode.MULTI:
             return self._multi(txn)
         handler = self._handlers.get(txn.type)
-        if handler is None or txn.type == CHECK:
+        if handler is None or txn.type == OpCode.CHECK:
             return Outcome(UnimplementedError.code, None, [])
         try:
             body, events = handler(txn, txn.type, txn.request)
@@ -246,12 +227,12 @@ class DataTree:
         if not 0 <= mode <= 6:
             raise BadArgumentsError(f"unknown create flags {mode}")
         is_ttl = mode in (5, 6)
-        if (is_ttl or op == CREATE_TTL) and not self.ttl_enabled:
+        if (is_ttl or op == OpCode.CREATE_TTL) and not self.ttl_enabled:
             raise UnimplementedError("TTL nodes are disabled")
-        ttl = req.ttl if op == CREATE_TTL else -1
+        ttl = req.ttl if op == OpCode.CREATE_TTL else -1
         if is_ttl and not 0 < ttl <= MAX_TTL:
             raise BadArgumentsError(f"ttl {ttl} out of range")
-        if not is_ttl and (ttl >= 0 or op == CREATE_TTL):
+        if not is_ttl and (ttl >= 0 or op == OpCode.CREATE_TTL):
             raise BadArgumentsError(f"flags {mode} do not take a ttl")
         ephemeral = mode in (1, 3)
         if ephemeral and txn.session not in self.sessions:
@@ -271,7 +252,7 @@ class DataTree:
         if parent.session:
             raise NoChildrenForEphemeralsError(parent_path)
 
-        if op == CREATE_CONTAINER:
+        if op == OpCode.CREATE_CONTAINER:
             owner = CONTAINER_OWNER
         elif is_ttl:
             owner = _int64((_TTL_TAG << 56) | ttl)
@@ -290,7 +271,7 @@ class DataTree:
             self._touch_session(node.session)
             self._ephemerals.setdefault(node.session, set()).add(path)
         events = [(NODE_CREATED, path), (NODE_CHILDREN_CHANGED, parent_path)]
-        if op == CREATE:
+        if op == OpCode.CREATE:
             return {"path": path}, events
         return {"path": path, "stat": node.stat()}, events
 
@@ -354,21 +335,23 @@ class DataTree:
 
     def _multi(self, txn):
         ops = txn.request or []
-        if any(sub.type not in _MULTI_OPS for sub in ops):
+        if any(sub.type not in MULTI_SUB_OPS for sub in ops):
             return Outcome(MarshallingError.code, None, [])
         self._undo_nodes, self._undo_sessions = {}, {}
         results, events = [], []
         try:
             for sub in ops:
                 body, sub_events = self._handlers[sub.type](txn, sub.type, sub.request)
-                result_type = CREATE2 if sub.type in _CREATE_OPS and sub.type != CREATE else sub.type
+                result_type = (OpCode.CREATE2 if sub.type in CREATES and sub.type != OpCode.CREATE
+                               else sub.type)
                 results.append({"type": result_type, "err": 0, "body": body})
                 events.extend(sub_events)
         except ZooKeeperError as error:
             self._rollback()
             codes = ([0] * len(results) + [error.code]
                      + [RuntimeInconsistency.code] * (len(ops) - len(results) - 1))
-            return Outcome(0, [{"type": ERROR, "err": c, "body": {"err": c}} for c in codes], [])
+            return Outcome(0, [{"type": OpCode.ERROR, "err": c, "body": {"err": c}}
+                               for c in codes], [])
         finally:
             self._undo_nodes = self._undo_sessions = None
         return Outcome(0, results, events)

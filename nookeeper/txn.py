@@ -8,8 +8,11 @@ sequence numbers) without a separate prepare step.
 
 from typing import Any, NamedTuple
 
-CREATE_SESSION = -10
-CLOSE_SESSION = -11
+from nookeeper.wire.ops import OpCode
+
+# Named here too: whatever makes or reads session txns imports them with Txn.
+CREATE_SESSION = OpCode.CREATE_SESSION
+CLOSE_SESSION = OpCode.CLOSE_SESSION
 
 
 class Txn(NamedTuple):

@@ -20,6 +20,9 @@ import sqlite_utils
 
 log = logging.getLogger(__name__)
 
+# The one file of a data directory: log, meta and snapshots.
+DB_NAME = "nookeeper.db"
+
 _HEADER = struct.Struct(">qqqii")
 _PAGE = 512
 _COLUMNS = "zxid, time, session, cxid, type, body, crc"

@@ -5,10 +5,9 @@ Normally the apply thread runs each item. When it has nothing queued or
 running, the thread that stepped ZAB to the commit (a peer reader, the log
 writer, the zab thread) may keep the item and run it itself right after it
 lets go of the ZAB core: on a quiet server that saves a thread hand-off on
-the critical path of every write (in a trace of one kazoo client writing
-through a follower, reading the Commit to applying it went from 50-70 us to
-about 20 us). Whoever runs an item holds `_running`, so an item queued
-behind a kept one waits for it.
+the critical path of every write (docs/performance.md has the trace).
+Whoever runs an item holds `_running`, so an item queued behind a kept one
+waits for it.
 """
 
 import queue

@@ -15,28 +15,13 @@ import threading
 from nookeeper.errors import ZooKeeperError
 from nookeeper.server.connection import Connection
 from nookeeper.server.fourletter import FOUR_LETTER_CODES, run_four_letter_word
+from nookeeper.sockio import PeerClosed as ClientGone, read_exact
 from nookeeper.wire.client import decode_connect_request, decode_request_header
 
 log = logging.getLogger("nookeeper.clientport")
 
 HANDSHAKE_TIMEOUT_S = 10.0
 _LENGTH = struct.Struct(">i")
-
-
-class ClientGone(Exception):
-    """The peer closed or broke the connection, possibly mid-frame."""
-
-
-def read_exact(sock, count):
-    buf = bytearray(count)
-    view = memoryview(buf)
-    got = 0
-    while got < count:
-        n = sock.recv_into(view[got:], count - got)
-        if n == 0:
-            raise ClientGone(f"connection closed after {got} of {count} bytes")
-        got += n
-    return bytes(buf)
 
 
 def reader_of(sock):
@@ -46,7 +31,7 @@ def reader_of(sock):
     def read(count):
         data = stream.read(count)
         if len(data) != count:
-            raise ClientGone(f"connection closed after {len(data)} of {count} bytes")
+            raise ClientGone(len(data), count)
         return data
 
     return read
@@ -67,7 +52,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 sock.sendall(run_four_letter_word(node, head.decode("ascii")))
                 return
             payload = self._frame(node, head, peer, lambda n: read_exact(sock, n))
-            conn = Connection(node, sock, self.client_address)
+            conn = Connection(node.pipeline, sock, self.client_address)
             if not node.attach(conn, decode_connect_request(payload)):
                 return
             sock.settimeout(None)
@@ -76,7 +61,7 @@ class _Handler(socketserver.BaseRequestHandler):
             while not conn.closed:
                 payload = self._frame(node, read(4), peer, read)
                 xid, opcode, body = decode_request_header(payload)
-                node.touch_session(conn.session_id)
+                node.pipeline.touch(conn.session_id)
                 conn.handle(xid, opcode, body)
         except ClientGone as exc:
             log.debug("client %s gone: %s", peer, exc)

@@ -1,9 +1,10 @@
-"""One client connection after its handshake: ordering, replies, events.
+"""One client connection after its handshake: requests in, replies and events out.
 
-Replies leave in request order. A read with no write of this connection
-still in flight is served at once by the reader thread; otherwise it waits in
-`pending` behind that write and is served by the apply thread right after the
-write's reply, so a session always reads its own writes (FIFO client order).
+The connection decodes each request, asks its RequestOrder (server/ordering.py)
+what may happen now, and talks to the rest of the server only through its
+Pipeline (server/pipeline.py): a write, a sync or a closeSession is submitted
+there and completed() when applied here; a read is answered from the
+applied tree.
 
 Everything sent leaves in the order it was handed to send(). It goes through
 an outbound queue drained by a sender thread, so the apply thread never
@@ -15,7 +16,6 @@ is queued before it: one write per connection per batch and, on a quiet
 server, no hand-off to the sender thread on a write's critical path.
 """
 
-import collections
 import contextlib
 import functools
 import logging
@@ -32,51 +32,21 @@ from nookeeper.errors import (
     UnimplementedError,
     ZooKeeperError,
 )
-from nookeeper.server import readops
-from nookeeper.txn import CLOSE_SESSION
+from nookeeper.server.ordering import OutOfOrder, Request, RequestOrder, Submit
+from nookeeper.wire import ops
 from nookeeper.wire.client import (
     XID_AUTH,
     XID_PING,
     XID_SET_WATCHES,
-    OpCode,
     decode_request,
     encode_event,
     encode_reply,
 )
 from nookeeper.wire.jute import java_string
+from nookeeper.wire.ops import OpCode
 from nookeeper.zab.zxid import fmt
 
 log = logging.getLogger("nookeeper.connection")
-
-WRITES = frozenset({
-    OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL,
-    OpCode.DELETE, OpCode.SET_DATA, OpCode.SET_ACL, OpCode.MULTI,
-})
-
-OP_TAGS = {
-    OpCode.CREATE: "CREA", OpCode.CREATE2: "CREA", OpCode.CREATE_CONTAINER: "CREA",
-    OpCode.CREATE_TTL: "CREA", OpCode.DELETE: "DELE", OpCode.EXISTS: "EXIS",
-    OpCode.GET_DATA: "GETD", OpCode.SET_DATA: "SETD", OpCode.GET_ACL: "GETA",
-    OpCode.SET_ACL: "SETA", OpCode.GET_CHILDREN: "GETC", OpCode.GET_CHILDREN2: "GETC",
-    OpCode.SYNC: "SYNC", OpCode.PING: "PING", OpCode.MULTI: "MULT",
-    OpCode.MULTI_READ: "MLTR", OpCode.AUTH: "AUTH", OpCode.SET_WATCHES: "SETW",
-    OpCode.SET_WATCHES2: "SETW", CLOSE_SESSION: "CLOS",
-}
-
-# ZooKeeper's names for request types (Request.op2String), the op label of the metrics.
-OP_NAMES = {
-    OpCode.CREATE: "create", OpCode.CREATE2: "create2", OpCode.CREATE_CONTAINER: "createContainer",
-    OpCode.CREATE_TTL: "createTTL", OpCode.DELETE: "delete", OpCode.EXISTS: "exists",
-    OpCode.GET_DATA: "getData", OpCode.SET_DATA: "setData", OpCode.GET_ACL: "getACL",
-    OpCode.SET_ACL: "setACL", OpCode.GET_CHILDREN: "getChildren",
-    OpCode.GET_CHILDREN2: "getChildren2", OpCode.SYNC: "sync", OpCode.PING: "ping",
-    OpCode.MULTI: "multi", OpCode.MULTI_READ: "multiRead", OpCode.CHECK: "check",
-    OpCode.RECONFIG: "reconfig", OpCode.CHECK_WATCHES: "checkWatches",
-    OpCode.REMOVE_WATCHES: "removeWatches", OpCode.GET_EPHEMERALS: "getEphemerals",
-    OpCode.GET_ALL_CHILDREN_NUMBER: "getAllChildrenNumber", OpCode.WHO_AM_I: "whoAmI",
-    OpCode.ADD_WATCH: "addWatch", OpCode.AUTH: "auth", OpCode.SET_WATCHES: "setWatches",
-    OpCode.SET_WATCHES2: "setWatches2", OpCode.SASL: "sasl", CLOSE_SESSION: "closeSession",
-}
 
 _CLOSE = object()
 
@@ -100,32 +70,9 @@ def replies_held():
             conn._release_held()
 
 
-class _Pending:
-    """One request awaiting its reply. A read has `run` (serve it now); a
-    write or sync has `start`, called with the item (hand it on; its reply
-    comes back later). Nothing an item holds refers back to it, so a
-    finished request is freed by reference counting, not left to the
-    cycle collector, which on a busy server had cost a third of its CPU."""
-
-    __slots__ = ("xid", "opcode", "is_write", "run", "received", "close_after", "start",
-                 "request", "request_bytes")
-
-    def __init__(self, xid, opcode, is_write, run, received, close_after=False, start=None,
-                 request=None, request_bytes=None):
-        self.xid = xid
-        self.opcode = opcode
-        self.is_write = is_write
-        self.run = run
-        self.received = received
-        self.close_after = close_after
-        self.start = start
-        self.request = request
-        self.request_bytes = request_bytes
-
-
 class Connection:
-    def __init__(self, node, sock, address):
-        self.node = node
+    def __init__(self, pipeline, sock, address):
+        self.pipeline = pipeline
         self.sock = sock
         self.address = address
         self.session_id = 0
@@ -138,7 +85,7 @@ class Connection:
         self._queued = 0     # items handed to the sender thread and not yet written
         self._held = None    # sent inside replies_held() and not yet released
         self._order_lock = threading.Lock()
-        self._pending = collections.deque()
+        self._order = RequestOrder()
         self._sender = threading.Thread(
             target=self._send_loop, name=f"send-{address[0]}:{address[1]}", daemon=True
         )
@@ -168,7 +115,7 @@ class Connection:
 
     @property
     def queued(self):
-        return len(self._pending)
+        return len(self._order)
 
     def send(self, data):
         if self.closed:
@@ -264,187 +211,144 @@ class Connection:
     # -- requests ---------------------------------------------------------
 
     def handle(self, xid, opcode, body):
-        """Route one request; replies are queued in arrival order."""
+        """One request frame; replies are queued in arrival order."""
         self.received += 1
-        self.node.stats.packet_received()
-        self.last_op = OP_TAGS.get(opcode, "UNKN")
+        self.pipeline.stats.packet_received()
+        self.last_op = ops.TAGS.get(opcode, "UNKN")
         if xid > 0:
             self.last_cxid = xid
-        received = time.perf_counter()
-        if opcode == OpCode.PING:
-            self._ordered(_Pending(XID_PING, opcode, False, self._ping, received))
-        elif opcode == OpCode.AUTH:
-            self._auth(body, received)
-        elif opcode in WRITES:
-            self._write(xid, opcode, body, received)
-        elif opcode == CLOSE_SESSION:
+        request = self._request(xid, opcode, body, time.perf_counter())
+        if request is None:
+            return
+        with self._order_lock:
+            for step in self._order.add(request):
+                if type(step) is Submit:
+                    self._submit(step.request)
+                else:
+                    self._finish(step.request, self._answer(step.request))
+
+    def _request(self, xid, opcode, body, received):
+        """The Request to order, or None when the connection is closed instead."""
+        kind = ops.kind_of(opcode)
+        if kind == ops.PING:
+            return Request(XID_PING, opcode, kind, None, body, received)
+        if kind == ops.AUTH:
+            return self._auth(opcode, body, received)
+        if kind == ops.SESSION:
             self.closing_session = True
-            self.node.begin_close(self.session_id)
-            self._ordered(self._write_item(xid, opcode, None, received, close_after=True))
-        elif opcode == OpCode.SYNC:
-            self._sync(xid, body, received)
-        elif opcode in readops.READS:
-            self._read(xid, opcode, body, received)
-        elif opcode in (OpCode.SET_WATCHES, OpCode.SET_WATCHES2):
-            self._set_watches(opcode, body, received)
-        elif opcode == OpCode.RECONFIG:
-            self._error(xid, opcode, ReconfigDisabledError(), received)
-        else:
+            return Request(xid, opcode, kind, None, body, received, is_write=True,
+                           close_after=True)
+        if kind == ops.DISABLED:
+            return Request(xid, opcode, kind, None, body, received,
+                           error=ReconfigDisabledError.code)
+        if kind == ops.UNSUPPORTED:
             log.warning("%r: unknown or unsupported opcode %d (xid %d); closing", self, opcode, xid)
             self.send(encode_reply(xid, -1, UnimplementedError.code))
             self.close()
-
-    def _decode(self, xid, opcode, body, received):
+            return None
+        if kind == ops.WATCHES:
+            xid = XID_SET_WATCHES
         try:
-            return True, decode_request(opcode, body)
+            decoded = decode_request(opcode, body)
         except ZooKeeperError as exc:
-            log.warning("%r: %s in request xid %d opcode %d", self, exc.__class__.__name__, xid, opcode)
-            self._error(xid, opcode, exc, received)
-            return False, None
+            log.warning("%r: %s in request xid %d opcode %d", self, exc.__class__.__name__,
+                        xid, opcode)
+            return Request(xid, opcode, kind, None, body, received, error=exc.code)
+        if kind == ops.WRITE:
+            if not self.pipeline.state.session_is_live(self.session_id):
+                return Request(xid, opcode, kind, decoded, body, received,
+                               error=SessionExpiredError.code)
+            return Request(xid, opcode, kind, decoded, body, received, is_write=True)
+        return Request(xid, opcode, kind, decoded, body, received, is_write=kind == ops.SYNC)
 
-    def _error(self, xid, opcode, exc, received):
-        err = exc.code
-        self._ordered(_Pending(
-            xid, opcode, False,
-            lambda: encode_reply(xid, self.node.tree.last_zxid, err), received,
-        ))
+    def _submit(self, request):
+        """With _order_lock held, so writes reach ZAB in the connection's order."""
+        done = functools.partial(self.completed, request)
+        kind = request.kind
+        if kind == ops.WRITE:
+            self.pipeline.submit_write(self.session_id, request.xid, request.opcode,
+                                       tuple(self.ids), request.request, done, request.body)
+        elif kind == ops.SESSION:
+            self.pipeline.close_session(self.session_id, done, request.xid)
+        else:
+            self.pipeline.submit_sync(functools.partial(done, None, None))
 
-    def _write(self, xid, opcode, body, received):
-        ok, request = self._decode(xid, opcode, body, received)
-        if not ok:
-            return
-        if not self.node.session_is_live(self.session_id):
-            self._error(xid, opcode, SessionExpiredError(), received)
-            return
-        self._ordered(self._write_item(xid, opcode, request, received, request_bytes=body))
+    def completed(self, request, txn, outcome):
+        """A submitted request is applied here (txn None for a sync): its reply,
+        then the reads that waited behind it."""
+        with self._order_lock:
+            try:
+                ready = self._order.completed(request)
+            except OutOfOrder as exc:
+                log.error("%r: reply for xid %d (zxid %s) out of order (%s); closing", self,
+                          request.xid, "none" if txn is None else fmt(txn.zxid), exc)
+                self.close(flush=False)
+                return
+            if txn is None:
+                reply = self._answer(request)
+            else:
+                self.last_zxid = txn.zxid
+                if request.kind == ops.SESSION:
+                    reply = encode_reply(request.xid, txn.zxid, 0)
+                else:
+                    reply = encode_reply(request.xid, txn.zxid, outcome.err, request.opcode,
+                                         outcome.body)
+            self._finish(request, reply)
+            for step in ready:
+                self._finish(step.request, self._answer(step.request))
 
-    def _write_item(self, xid, opcode, request, received, close_after=False, request_bytes=None):
-        return _Pending(xid, opcode, True, None, received, close_after=close_after,
-                        start=self._start_write, request=request, request_bytes=request_bytes)
-
-    def _start_write(self, item):
-        self.node.submit_write(
-            self.session_id, item.xid, item.opcode, tuple(self.ids), item.request,
-            done=functools.partial(self._write_done, item), request_bytes=item.request_bytes,
-        )
-
-    def _start_sync(self, item):
-        self.node.submit_sync(functools.partial(self._write_done, item, None, None))
-
-    def _sync(self, xid, body, received):
-        """Answered once this server has applied all the leader had when the sync reached it."""
-        ok, request = self._decode(xid, OpCode.SYNC, body, received)
-        if not ok:
-            return
-        item = _Pending(xid, OpCode.SYNC, True, None, received, start=self._start_sync)
-        item.run = lambda: encode_reply(xid, self.node.tree.last_zxid, 0, OpCode.SYNC,
-                                        {"path": request.path})
-        self._ordered(item)
-
-    def _read(self, xid, opcode, body, received):
-        ok, request = self._decode(xid, opcode, body, received)
-        if not ok:
-            return
-
-        def run():
-            with self.node.tree_lock:
-                try:
-                    result = readops.serve(self.node, self, opcode, request)
-                    err = 0
-                except ZooKeeperError as exc:
-                    result, err = None, exc.code
-                zxid = self.node.tree.last_zxid
-            return encode_reply(xid, zxid, err, opcode, result)
-
-        self._ordered(_Pending(xid, opcode, False, run, received))
-
-    def _set_watches(self, opcode, body, received):
-        ok, request = self._decode(XID_SET_WATCHES, opcode, body, received)
-        if not ok:
-            return
-
-        def run():
-            with self.node.tree_lock:
-                fired = readops.set_watches(
-                    self.node, self, request, persistent=opcode == OpCode.SET_WATCHES2
-                )
-                zxid = self.node.tree.last_zxid
+    def _answer(self, request):
+        """The reply to a request answered from this server's applied state."""
+        pipeline = self.pipeline
+        if request.error is not None:
+            zxid = 0 if request.kind == ops.AUTH else pipeline.last_zxid
+            return encode_reply(request.xid, zxid, request.error)
+        kind = request.kind
+        if kind == ops.READ:
+            zxid, err, result = pipeline.read(self, request.opcode, request.request)
+            return encode_reply(request.xid, zxid, err, request.opcode, result)
+        if kind == ops.PING:
+            return encode_reply(XID_PING, pipeline.last_zxid, 0)
+        if kind == ops.SYNC:
+            return encode_reply(request.xid, pipeline.last_zxid, 0, OpCode.SYNC,
+                                {"path": request.request.path})
+        if kind == ops.WATCHES:
+            fired, zxid = pipeline.set_watches(self, request.request,
+                                               persistent=request.opcode == OpCode.SET_WATCHES2)
             frames = [encode_event(event_type, path) for event_type, path in fired]
             frames.append(encode_reply(XID_SET_WATCHES, zxid, 0))
             return b"".join(frames)
+        return encode_reply(XID_AUTH, 0, 0)
 
-        self._ordered(_Pending(XID_SET_WATCHES, opcode, False, run, received))
-
-    def _ping(self):
-        return encode_reply(XID_PING, self.node.tree.last_zxid, 0)
-
-    def _auth(self, body, received):
+    def _auth(self, opcode, body, received):
         """Identities change at once (later writes carry them); the reply keeps its place."""
         try:
-            packet = decode_request(OpCode.AUTH, body)
+            packet = decode_request(opcode, body)
         except ZooKeeperError:
             packet = None
         if packet is None or packet.scheme not in ("digest", "ip"):
             scheme = None if packet is None else packet.scheme
             log.warning("%r: auth with unsupported scheme %r; closing", self, scheme)
-            self.node.stats.failed_auth()
-            self._ordered(_Pending(
-                XID_AUTH, OpCode.AUTH, False,
-                lambda: encode_reply(XID_AUTH, 0, AuthFailedError.code), received,
-                close_after=True,
-            ))
-            return
+            self.pipeline.stats.failed_auth()
+            return Request(XID_AUTH, opcode, ops.AUTH, None, body, received,
+                           error=AuthFailedError.code, close_after=True)
         if packet.scheme == "digest":
             # Any bytes authenticate: ZooKeeper reads them as Java does, bad UTF-8 and all.
             ident = acl.digest_id(java_string(packet.auth or b""))
             new = [("digest", ident)]
-            if self.node.config.super_digest and ident == self.node.config.super_digest:
+            super_digest = self.pipeline.config.super_digest
+            if super_digest and ident == super_digest:
                 new.append(("super", ident.split(":", 1)[0]))
         else:
             new = [("ip", self.address[0])]
         for entry in new:
             if entry not in self.ids:
                 self.ids.append(entry)
-        self._ordered(_Pending(
-            XID_AUTH, OpCode.AUTH, False, lambda: encode_reply(XID_AUTH, 0, 0), received
-        ))
+        return Request(XID_AUTH, opcode, ops.AUTH, packet, body, received)
 
-    # -- ordering -----------------------------------------------------------
-
-    def _ordered(self, item):
-        with self._order_lock:
-            if item.is_write:
-                self._pending.append(item)
-                item.start(item)
-            elif self._pending:
-                self._pending.append(item)
-            else:
-                self._finish(item, item.run())
-
-    def _write_done(self, item, txn, outcome):
-        with self._order_lock:
-            if not self._pending or self._pending[0] is not item:
-                log.error("%r: reply for xid %d (zxid %s) out of order; closing", self, item.xid,
-                          "none" if txn is None else fmt(txn.zxid))
-                self.close(flush=False)
-                return
-            self._pending.popleft()
-            if txn is None:
-                reply = item.run()
-            elif item.opcode == CLOSE_SESSION:
-                reply = encode_reply(item.xid, txn.zxid, 0)
-            else:
-                reply = encode_reply(item.xid, txn.zxid, outcome.err, item.opcode, outcome.body)
-            if txn is not None:
-                self.last_zxid = txn.zxid
-            self._finish(item, reply)
-            while self._pending and not self._pending[0].is_write:
-                read = self._pending.popleft()
-                self._finish(read, read.run())
-
-    def _finish(self, item, reply):
+    def _finish(self, request, reply):
         """Counted before it is queued, so a client that has its reply sees it counted."""
-        seconds = time.perf_counter() - item.received
+        seconds = time.perf_counter() - request.received
         latency = int(seconds * 1000)
         self.last_latency = latency
         self.last_response_ms = int(time.time() * 1000)
@@ -452,14 +356,12 @@ class Connection:
         self.total_latency += latency
         self.max_latency = max(self.max_latency, latency)
         self.min_latency = latency if self.min_latency is None else min(self.min_latency, latency)
-        self.node.stats.record(OP_NAMES.get(item.opcode, "unknown"), seconds, len(reply))
+        self.pipeline.stats.record(ops.NAMES.get(request.opcode, "unknown"), seconds, len(reply))
         self.send(reply)
-        if item.close_after:
+        if request.close_after:
             self.close()
 
     def teardown(self):
         """The reader is gone: forget watches; the session lives on until it expires."""
-        with self.node.tree_lock:
-            self.node.watches.drop_watcher(self)
-        self.node.unbind(self)
+        self.pipeline.disconnected(self)
         self.close()

@@ -36,18 +36,18 @@ def _isro(node):
 
 def _summary_lines(node):
     stats = node.stats
-    with node.tree_lock:
-        zxid = node.tree.last_zxid
-        count = node.tree.node_count + 1  # ZooKeeper keys the root twice
+    with node.state.tree_lock:
+        zxid = node.state.tree.last_zxid
+        count = node.state.tree.node_count + 1  # ZooKeeper keys the root twice
     return [
         f"Latency min/avg/max: {stats.min_latency or 0}/{_fmt_avg(stats.avg_latency)}/{stats.max_latency}",
         f"Received: {stats.received}",
         f"Sent: {stats.sent}",
-        f"Connections: {len(node.connections())}",
-        f"Outstanding: {node.outstanding()}",
+        f"Connections: {len(node.state.connections())}",
+        f"Outstanding: {node.state.outstanding()}",
         f"Zxid: {zxid:#x}",
-        f"Epoch: {node.epoch}",
-        f"Mode: {node.mode}",
+        f"Epoch: {node.replication.epoch}",
+        f"Mode: {node.replication.mode}",
         f"Node count: {count}",
     ]
 
@@ -63,7 +63,7 @@ def _brief(conn):
 
 def _stat(node):
     lines = [f"Zookeeper version: {VERSION_LINE}", "Clients:"]
-    lines += [_brief(conn) for conn in node.connections()]
+    lines += [_brief(conn) for conn in node.state.connections()]
     lines.append("")
     lines += _summary_lines(node)
     return "\n".join(lines) + "\n"
@@ -71,7 +71,7 @@ def _stat(node):
 
 def _cons(node):
     lines = []
-    for conn in node.connections():
+    for conn in node.state.connections():
         avg = conn.total_latency // conn.replies if conn.replies else 0
         lines.append(
             _brief(conn)[:-1]
@@ -87,11 +87,11 @@ def _mntr(node):
     """ZooKeeper 3.8's keys where we have the quantity, then nookeeper's own (zk_wal_*, ...)."""
     stats = node.stats
     writer = node.replication.writer
-    with node.tree_lock:
-        tree = node.tree
+    with node.state.tree_lock:
+        tree = node.state.tree
         tree_metrics = [
             ("znode_count", tree.node_count + 1),
-            ("watch_count", node.watches.count),
+            ("watch_count", node.state.watches.count),
             ("ephemerals_count", tree.ephemeral_count),
             ("approximate_data_size", tree.approximate_data_size),
             ("global_sessions", len(tree.sessions)),
@@ -100,14 +100,14 @@ def _mntr(node):
         last_zxid = tree.last_zxid
     metrics = [
         ("version", VERSION_LINE),
-        ("server_state", node.mode),
+        ("server_state", node.replication.mode),
         ("avg_latency", _fmt_avg(stats.avg_latency)),
         ("max_latency", stats.max_latency),
         ("min_latency", stats.min_latency or 0),
         ("packets_received", stats.received),
         ("packets_sent", stats.sent),
-        ("num_alive_connections", len(node.connections())),
-        ("outstanding_requests", node.outstanding()),
+        ("num_alive_connections", len(node.state.connections())),
+        ("outstanding_requests", node.state.outstanding()),
         ("uptime", int((time.time() - node.started_at) * 1000)),
         *tree_metrics,
         ("open_file_descriptor_count", _open_fds()),
@@ -119,7 +119,7 @@ def _mntr(node):
     ]
     if not node.replication.standalone:
         metrics.append(("quorum_size", len(node.config.members)))
-    if node.mode == "leader":
+    if node.replication.mode == "leader":
         learners, synced = leader_followers(node)
         metrics += [
             ("learners", learners),
@@ -138,8 +138,8 @@ def _mntr(node):
         ("wal_batches", writer.batches),
         ("wal_logged_txns", writer.logged),
         ("wal_last_batch_size", writer.last_batch_size),
-        ("peer_state", node.mode),
-        ("epoch", node.epoch),
+        ("peer_state", node.replication.mode),
+        ("epoch", node.replication.epoch),
         ("zab_last_logged_zxid", f"{node.replication.core.logged_zxid:#x}"),
     ]
     return "".join(f"zk_{key}\t{value}\n" for key, value in metrics)
@@ -193,27 +193,27 @@ def _envi(node):
 
 
 def _wchs(node):
-    with node.tree_lock:
-        watchers = node.watches.watchers()
-        paths = node.watches.by_path()
-        total = node.watches.count
+    with node.state.tree_lock:
+        watchers = node.state.watches.watchers()
+        paths = node.state.watches.by_path()
+        total = node.state.watches.count
     return f"{len(watchers)} connections watching {len(paths)} paths\nTotal watches:{total}\n"
 
 
 def _wchc(node):
     out = []
-    with node.tree_lock:
-        for conn in node.watches.watchers():
+    with node.state.tree_lock:
+        for conn in node.state.watches.watchers():
             out.append(f"{conn.session_id:#x}\n")
-            out += [f"\t{path}\n" for path in node.watches.paths_of(conn)]
+            out += [f"\t{path}\n" for path in node.state.watches.paths_of(conn)]
             out.append("\n")
     return "".join(out)
 
 
 def _wchp(node):
     out = []
-    with node.tree_lock:
-        for path, conns in sorted(node.watches.by_path().items()):
+    with node.state.tree_lock:
+        for path, conns in sorted(node.state.watches.by_path().items()):
             out.append(f"{path}\n")
             out += [f"\t{conn.session_id:#x}\n" for conn in conns]
             out.append("\n")
@@ -221,11 +221,11 @@ def _wchp(node):
 
 
 def _dump(node):
-    with node.tree_lock:
-        sessions = sorted(node.tree.sessions)
-        owners = [(sid, sorted(node.tree.ephemerals(sid))) for sid in sessions]
+    with node.state.tree_lock:
+        sessions = sorted(node.state.tree.sessions)
+        owners = [(sid, sorted(node.state.tree.ephemerals(sid))) for sid in sessions]
     out = ["SessionTracker dump:\n", f"Global Sessions({len(sessions)}):\n"]
-    out += [f"{sid:#x}\t{node.session_timeout(sid)}ms\n" for sid in sessions]
+    out += [f"{sid:#x}\t{node.state.session_timeout(sid)}ms\n" for sid in sessions]
     with_ephemerals = [(sid, paths) for sid, paths in owners if paths]
     out.append("ephemeral nodes dump:\n")
     out.append(f"Sessions with Ephemerals ({len(with_ephemerals)}):\n")
@@ -233,7 +233,7 @@ def _dump(node):
         out.append(f"{sid:#x}:\n")
         out += [f"\t{path}\n" for path in paths]
     out.append("Connections dump:\n")
-    out += [f"{conn!r}\n" for conn in node.connections()]
+    out += [f"{conn!r}\n" for conn in node.state.connections()]
     return "".join(out)
 
 
@@ -245,7 +245,7 @@ def _dirs(node):
 
 
 def _crst(node):
-    for conn in node.connections():
+    for conn in node.state.connections():
         conn.received = conn.sent = conn.replies = conn.total_latency = conn.max_latency = 0
         conn.min_latency = None
     return "Connection stats reset.\n"
@@ -276,6 +276,6 @@ NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 def run_four_letter_word(node, word):
     if word != "srvr" and not node.config.allows_four_letter_word(word):
         return f"{word} is not executed because it is not in the whitelist.\n".encode()
-    if word in _NEED_SERVING and not node.serving:
+    if word in _NEED_SERVING and not node.state.serving:
         return (b"null" if word == "isro" else NOT_SERVING.encode())
     return _COMMANDS[word](node).encode("utf-8", "surrogatepass")

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 
+from nookeeper.server.events import Append, DiskTask
 from nookeeper.wal import LogRecord
 from nookeeper.wire.txn import txn_header
 from nookeeper.zab.zxid import fmt
@@ -52,13 +53,13 @@ class LogWriter:
         return threading.current_thread() is self._thread
 
     def persist(self, entries, generation, upto):
-        self._queue.put(("persist", entries, generation, upto))
+        self._queue.put(Append(entries, generation, upto))
 
     def run_sync(self, operation):
         """Run operation(wal) after everything queued before it; block until done."""
         done = threading.Event()
         box = {}
-        self._queue.put(("sync", operation, done, box))
+        self._queue.put(DiskTask(operation, done, box))
         done.wait()
         if "error" in box:
             raise box["error"]
@@ -71,14 +72,13 @@ class LogWriter:
             pending = None
             if item is _STOP:
                 return
-            if item[0] == "sync":
-                _, operation, done, box = item
+            if type(item) is DiskTask:
                 try:
-                    box["result"] = operation(self._wal)
+                    item.box["result"] = item.operation(self._wal)
                 except Exception as exc:
-                    box["error"] = exc
+                    item.box["error"] = exc
                     self._on_fatal(f"log operation failed: {exc!r}")
-                done.set()
+                item.done.set()
                 continue
             batch = [item]
             while len(batch) < self._max_batch:
@@ -86,12 +86,12 @@ class LogWriter:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _STOP or nxt[0] != "persist":
+                if type(nxt) is not Append:
                     pending = nxt
                     break
                 batch.append(nxt)
-            records = [to_record(zxid, payload) for _, entries, _, _ in batch
-                       for zxid, payload in entries]
+            records = [to_record(zxid, payload) for append in batch
+                       for zxid, payload in append.entries]
             started = time.perf_counter()
             try:
                 self._wal.append(records)
@@ -107,7 +107,7 @@ class LogWriter:
                 self.last_batch_size = len(records)
             # Generations change only at synchronous operations, which end a
             # batch, so the last report covers the whole batch.
-            _, _, generation, upto = batch[-1]
-            self._on_logged(upto, generation)
+            last = batch[-1]
+            self._on_logged(last.upto, last.generation)
             if records and self.on_batch is not None:
                 self.on_batch(seconds, len(records))

@@ -19,10 +19,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [server {sid}] %(name)s: %(message)s"
 
 def _tune_gc():
     """A busy server holds every in-flight request and the recent log as young
-    objects; at CPython's thresholds the collector rescanned them hundreds of
-    times a second (a quarter of a loaded server's time, measured with
-    load_gen). Requests are freed by reference counting, so collections are
-    made rare instead, and full ones rarer still."""
+    objects, which CPython's default thresholds would have the collector
+    rescan many times a second (docs/performance.md). Requests are freed by
+    reference counting, so collections are made rare instead, and full ones
+    rarer still."""
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
 
 

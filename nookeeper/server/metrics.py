@@ -46,20 +46,20 @@ class NodeCollector(Collector):
         )
         role = GaugeMetricFamily("nookeeper_role", "1 for this server's current ZAB role.",
                                  labels=["role"])
-        mode = node.mode
+        mode = node.replication.mode
         for name in ROLES:
             role.add_metric([name], 1.0 if mode == name else 0.0)
         yield role
-        yield _gauge("nookeeper_serving", "1 while this server serves clients.", node.serving)
-        yield _gauge("nookeeper_epoch", "The current ZAB epoch.", node.epoch)
-        with node.tree_lock:
-            tree = node.tree
+        yield _gauge("nookeeper_serving", "1 while this server serves clients.", node.state.serving)
+        yield _gauge("nookeeper_epoch", "The current ZAB epoch.", node.replication.epoch)
+        with node.state.tree_lock:
+            tree = node.state.tree
             applied = tree.last_zxid
             znodes = tree.node_count + 1  # as zk_znode_count, which counts the root twice
             ephemerals = tree.ephemeral_count
             data_size = tree.approximate_data_size
             sessions = len(tree.sessions)
-            watches = node.watches.count
+            watches = node.state.watches.count
         yield _gauge("nookeeper_last_zxid", "The last zxid applied to the tree.", applied)
         yield _gauge("nookeeper_logged_zxid", "The last zxid on disk in the write-ahead log.",
                      node.replication.core.logged_zxid)
@@ -70,9 +70,9 @@ class NodeCollector(Collector):
         yield _gauge("nookeeper_watches", "Watches set by this server's clients.", watches)
         yield _gauge("nookeeper_sessions", "Sessions alive in the ensemble.", sessions)
         yield _gauge("nookeeper_connections", "Client connections with a session on this server.",
-                     len(node.connections()))
+                     len(node.state.connections()))
         yield _gauge("nookeeper_outstanding_requests",
-                     "Requests of this server's clients not answered yet.", node.outstanding())
+                     "Requests of this server's clients not answered yet.", node.state.outstanding())
         learners, synced = leader_followers(node)
         yield _gauge("nookeeper_learners", "On the leader: followers connected to it.", learners)
         yield _gauge("nookeeper_synced_followers",

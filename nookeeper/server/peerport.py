@@ -14,7 +14,8 @@ import socket
 import socketserver
 import threading
 
-from nookeeper.server.clientport import ClientGone, read_exact, reader_of
+from nookeeper.server.clientport import reader_of
+from nookeeper.sockio import PeerClosed, read_exact
 from nookeeper.wire import peer as frames
 
 log = logging.getLogger("nookeeper.peerport")
@@ -101,7 +102,7 @@ class _Link:
                 tag, length = frames.decode_header(read(frames.HEADER_SIZE))
                 message = frames.decode_body(tag, read(length))
                 self.port.on_message(self.sid, message)
-        except ClientGone:
+        except PeerClosed:
             self.close("peer closed the link")
         except frames.PeerFrameError as exc:
             self.close(f"bad frame: {exc}")
@@ -190,7 +191,7 @@ class PeerPort:
                 try:
                     sock.sendall(frames.encode_hello(self.sid, self.cluster))
                     their_sid, cluster = self._read_hello(sock)
-                except (OSError, ClientGone, frames.PeerFrameError) as exc:
+                except (OSError, PeerClosed, frames.PeerFrameError) as exc:
                     log.debug("dialing server %d failed: %s", sid, exc)
                     sock.close()
                     continue
@@ -212,7 +213,7 @@ class PeerPort:
         """Runs on the accepting handler thread, which becomes the link's reader."""
         try:
             their_sid, cluster = self._read_hello(sock)
-        except (OSError, ClientGone, frames.PeerFrameError) as exc:
+        except (OSError, PeerClosed, frames.PeerFrameError) as exc:
             log.warning("peer connection from %s:%d sent no valid hello: %s", *address[:2], exc)
             return
         if cluster != self.cluster or their_sid not in self.members or their_sid <= self.sid:

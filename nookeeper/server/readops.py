@@ -1,83 +1,91 @@
 """Requests served from the local tree: reads, watch registration, sync.
 
-Each function takes the node, the connection and the decoded request and
+Each function takes the state, the connection and the decoded request and
 returns the response body, or raises a ZooKeeperError. Callers hold the tree
 lock, so a read and the watch it leaves see one state of the tree.
 """
 
 from nookeeper.errors import MarshallingError, NoNodeError, NoWatcherError, ZooKeeperError
 from nookeeper.server import watches as w
-from nookeeper.wire.client import OpCode
+from nookeeper.wire.ops import (
+    MODE_PERSISTENT,
+    MODE_PERSISTENT_RECURSIVE,
+    NODE_CHILDREN_CHANGED,
+    NODE_CREATED,
+    NODE_DATA_CHANGED,
+    NODE_DELETED,
+    WATCHER_TYPES,
+    OpCode,
+)
 
 
-def _exists(node, conn, req):
+def _exists(state, conn, req):
     if req.path is not None and "\x00" in req.path:
-        node.tree.exists(req.path)  # raises BadArgumentsError for the NUL
+        state.tree.exists(req.path)  # raises BadArgumentsError for the NUL
     if req.watch:
-        node.watches.add(w.DATA, req.path, conn)
-    stat = node.tree.exists(req.path)
+        state.watches.add(w.DATA, req.path, conn)
+    stat = state.tree.exists(req.path)
     if stat is None:
         raise NoNodeError(req.path)
     return stat
 
 
-def _get_data(node, conn, req):
-    data, stat = node.tree.get_data(req.path, conn.ids)
+def _get_data(state, conn, req):
+    data, stat = state.tree.get_data(req.path, conn.ids)
     if req.watch:
-        node.watches.add(w.DATA, req.path, conn)
+        state.watches.add(w.DATA, req.path, conn)
     return {"data": data, "stat": stat}
 
 
-def _get_children(node, conn, req):
-    children, stat = node.tree.get_children(req.path, conn.ids)
+def _get_children(state, conn, req):
+    children, stat = state.tree.get_children(req.path, conn.ids)
     if req.watch:
-        node.watches.add(w.CHILD, req.path, conn)
+        state.watches.add(w.CHILD, req.path, conn)
     return {"children": children, "stat": stat}
 
 
-def _get_acl(node, conn, req):
-    acl, stat = node.tree.get_acl(req.path, conn.ids)
+def _get_acl(state, conn, req):
+    acl, stat = state.tree.get_acl(req.path, conn.ids)
     return {"acl": acl, "stat": stat}
 
 
 def _watcher_type(value):
-    if value not in (w.WATCHER_CHILDREN, w.WATCHER_DATA, w.WATCHER_ANY,
-                     w.WATCHER_PERSISTENT, w.WATCHER_PERSISTENT_RECURSIVE):
+    if value not in WATCHER_TYPES:
         raise MarshallingError(f"unknown watcher type {value}")
     return value
 
 
-def _check_watches(node, conn, req):
-    if not node.watches.has(conn, req.path, _watcher_type(req.type)):
+def _check_watches(state, conn, req):
+    if not state.watches.has(conn, req.path, _watcher_type(req.type)):
         raise NoWatcherError(req.path)
     return None
 
 
-def _remove_watches(node, conn, req):
-    if not node.watches.remove(conn, req.path, _watcher_type(req.type)):
+def _remove_watches(state, conn, req):
+    if not state.watches.remove(conn, req.path, _watcher_type(req.type)):
         raise NoWatcherError(req.path)
     return None
 
 
-def _add_watch(node, conn, req):
-    if req.mode == w.MODE_PERSISTENT:
-        node.watches.add(w.PERSISTENT, req.path, conn)
-    elif req.mode == w.MODE_PERSISTENT_RECURSIVE:
-        node.watches.add(w.RECURSIVE, req.path, conn)
+def _add_watch(state, conn, req):
+    if req.mode == MODE_PERSISTENT:
+        state.watches.add(w.PERSISTENT, req.path, conn)
+    elif req.mode == MODE_PERSISTENT_RECURSIVE:
+        state.watches.add(w.RECURSIVE, req.path, conn)
     else:
         raise MarshallingError(f"unknown addWatch mode {req.mode}")
     return {"err": 0}
 
 
-def _get_ephemerals(node, conn, req):
-    return {"ephemerals": node.tree.get_ephemerals(conn.session_id, req.prefixPath)}
+def _get_ephemerals(state, conn, req):
+    return {"ephemerals": state.tree.get_ephemerals(conn.session_id, req.prefixPath)}
 
 
-def _get_all_children_number(node, conn, req):
-    return {"totalNumber": node.tree.get_all_children_number(req.path, conn.ids)}
+def _get_all_children_number(state, conn, req):
+    return {"totalNumber": state.tree.get_all_children_number(req.path, conn.ids)}
 
 
-def _who_am_i(node, conn, req):
+def _who_am_i(state, conn, req):
     infos = []
     for scheme, ident in conn.ids:
         user = ident.split(":", 1)[0] if scheme == "digest" else ident
@@ -85,63 +93,64 @@ def _who_am_i(node, conn, req):
     return {"clientInfo": infos}
 
 
-def _multi_read(node, conn, ops):
+def _multi_read(state, conn, ops):
     results = []
     for op in ops:
         try:
             if op.type == OpCode.GET_DATA:
-                data, stat = node.tree.get_data(op.request.path, conn.ids)
+                data, stat = state.tree.get_data(op.request.path, conn.ids)
                 results.append({"type": op.type, "err": 0, "body": {"data": data, "stat": stat}})
             else:
-                children, _stat = node.tree.get_children(op.request.path, conn.ids)
+                children, _stat = state.tree.get_children(op.request.path, conn.ids)
                 results.append({"type": op.type, "err": 0, "body": {"children": children}})
         except ZooKeeperError as exc:
-            results.append({"type": -1, "err": exc.code, "body": {"err": exc.code}})
+            results.append({"type": OpCode.ERROR, "err": exc.code, "body": {"err": exc.code}})
     return results
 
 
-def set_watches(node, conn, req, persistent=False):
+def set_watches(state, conn, req, persistent=False):
     """Restore a reconnecting client's watches, firing what it missed (spec 9.5).
 
     Returns the events to send, in order, before the -8 reply.
     """
-    tree = node.tree
+    tree = state.tree
     since = req.relativeZxid
     fired = []
     for path in req.dataWatches or ():
         found = tree.node(path)
         if found is None:
-            fired.append((w.NODE_DELETED, path))
+            fired.append((NODE_DELETED, path))
         elif found.mzxid > since:
-            fired.append((w.NODE_DATA_CHANGED, path))
+            fired.append((NODE_DATA_CHANGED, path))
         else:
-            node.watches.add(w.DATA, path, conn)
+            state.watches.add(w.DATA, path, conn)
     for path in req.existWatches or ():
         if tree.node(path) is not None:
-            fired.append((w.NODE_CREATED, path))
+            fired.append((NODE_CREATED, path))
         else:
-            node.watches.add(w.DATA, path, conn)
+            state.watches.add(w.DATA, path, conn)
     for path in req.childWatches or ():
         found = tree.node(path)
         if found is None:
-            fired.append((w.NODE_DELETED, path))
+            fired.append((NODE_DELETED, path))
         elif found.pzxid > since:
-            fired.append((w.NODE_CHILDREN_CHANGED, path))
+            fired.append((NODE_CHILDREN_CHANGED, path))
         else:
-            node.watches.add(w.CHILD, path, conn)
+            state.watches.add(w.CHILD, path, conn)
     if persistent:
         for path in req.persistentWatches or ():
-            node.watches.add(w.PERSISTENT, path, conn)
+            state.watches.add(w.PERSISTENT, path, conn)
         for path in req.persistentRecursiveWatches or ():
-            node.watches.add(w.RECURSIVE, path, conn)
+            state.watches.add(w.RECURSIVE, path, conn)
     return fired
 
 
+# The handler of each op the registry (wire/ops.py) calls a read.
 READS = {
     OpCode.EXISTS: _exists,
     OpCode.GET_DATA: _get_data,
     OpCode.GET_ACL: _get_acl,
-    OpCode.GET_CHILDREN: lambda node, conn, req: {"children": _get_children(node, conn, req)["children"]},
+    OpCode.GET_CHILDREN: lambda state, conn, req: {"children": _get_children(state, conn, req)["children"]},
     OpCode.GET_CHILDREN2: _get_children,
     OpCode.CHECK_WATCHES: _check_watches,
     OpCode.REMOVE_WATCHES: _remove_watches,
@@ -153,5 +162,5 @@ READS = {
 }
 
 
-def serve(node, conn, opcode, req):
-    return READS[opcode](node, conn, req)
+def serve(state, conn, opcode, req):
+    return READS[opcode](state, conn, req)

@@ -29,8 +29,8 @@ _PURGE_BATCH = 20000
 
 
 class Snapshotter:
-    def __init__(self, node, store: SnapshotStore, every: int, retain: int, on_saved):
-        self.node = node
+    def __init__(self, state, store: SnapshotStore, every: int, retain: int, on_saved):
+        self.state = state  # the applied tree, read under its lock for the fork
         self.store = store
         self.every = every
         self.retain = retain
@@ -52,12 +52,12 @@ class Snapshotter:
 
     def take(self):
         """Forks the writer; returns at once. On the apply thread, so the tree is still."""
-        node = self.node
+        state = self.state
         self._busy = True
         self._since = 0
         started = time.monotonic()
-        with node.tree_lock:
-            tree = node.tree
+        with state.tree_lock:
+            tree = state.tree
             zxid, nodes = tree.last_zxid, tree.node_count
             read_end, write_end = os.pipe()
             pid = os.fork()

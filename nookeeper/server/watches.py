@@ -7,21 +7,17 @@ caller's job, so this module holds no locks and does no I/O (the caller
 serialises access under the tree lock).
 """
 
-NODE_CREATED = 1
-NODE_DELETED = 2
-NODE_DATA_CHANGED = 3
-NODE_CHILDREN_CHANGED = 4
-
-# WatcherType values of checkWatches / removeWatches.
-WATCHER_CHILDREN = 1
-WATCHER_DATA = 2
-WATCHER_ANY = 3
-WATCHER_PERSISTENT = 4
-WATCHER_PERSISTENT_RECURSIVE = 5
-
-# addWatch modes.
-MODE_PERSISTENT = 0
-MODE_PERSISTENT_RECURSIVE = 1
+from nookeeper.wire.ops import (
+    NODE_CHILDREN_CHANGED,
+    NODE_CREATED,
+    NODE_DATA_CHANGED,
+    NODE_DELETED,
+    WATCHER_ANY,
+    WATCHER_CHILDREN,
+    WATCHER_DATA,
+    WATCHER_PERSISTENT,
+    WATCHER_PERSISTENT_RECURSIVE,
+)
 
 DATA = "data"
 CHILD = "child"

@@ -12,9 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from nookeeper.server.node import DB_NAME
 from nookeeper.snapstore import SnapshotInfo
-from nookeeper.wal import stored_row_crc
+from nookeeper.wal import DB_NAME, stored_row_crc
 
 PAGE_ROWS = 512
 BUSY_TIMEOUT_S = 5.0

@@ -10,31 +10,12 @@ unknown (None).
 from dataclasses import dataclass
 
 from nookeeper.errors import ERRORS_BY_CODE, MarshallingError, RuntimeInconsistency
-from nookeeper.tree import (
-    CHECK, CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL, DELETE, DELETE_CONTAINER, MULTI,
-    SET_ACL, SET_DATA,
-)
-from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION
-from nookeeper.wire.client import OpCode
+from nookeeper.wire.ops import CREATES, OPS, OpCode
 from nookeeper.wire.txn import decode_txn
 
-TYPE_NAMES = {
-    CREATE: "create",
-    DELETE: "delete",
-    SET_DATA: "setData",
-    SET_ACL: "setACL",
-    CHECK: "check",
-    MULTI: "multi",
-    CREATE2: "create2",
-    OpCode.RECONFIG: "reconfig",
-    CREATE_CONTAINER: "createContainer",
-    DELETE_CONTAINER: "deleteContainer",
-    CREATE_TTL: "createTTL",
-    CREATE_SESSION: "createSession",
-    CLOSE_SESSION: "closeSession",
-}
+# The txn types, by ZooKeeper's names for them.
+TYPE_NAMES = {op.code: op.name for op in OPS if op.writes}
 _CODES_BY_NAME = {name.lower(): code for code, name in TYPE_NAMES.items()}
-_CREATES = frozenset({CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL})
 
 
 def type_name(code) -> str:
@@ -131,14 +112,14 @@ def describe(row, txn, problem=None, outcome=None, removed=()) -> Entry:
     request = txn.request
     if outcome is not None:
         result = result_name(outcome.err)
-    if txn.type == MULTI:
+    if txn.type == OpCode.MULTI:
         ops = _multi_ops(request or [], outcome)
         result = _multi_result(outcome) if outcome is not None else None
         sizes = [op.data_bytes for op in ops if op.data_bytes is not None]
         data = sum(sizes) if sizes else None
-    elif txn.type == CREATE_SESSION:
+    elif txn.type == OpCode.CREATE_SESSION:
         detail = f"timeout={request.timeOut}ms"
-    elif txn.type == CLOSE_SESSION:
+    elif txn.type == OpCode.CLOSE_SESSION:
         ops = tuple(Op("delete", p, result=result, ephemeral=True) for p in sorted(removed))
     elif request is not None and hasattr(request, "path"):
         path = _made_path(txn.type, request.path, outcome.err if outcome else None,
@@ -156,7 +137,7 @@ def _data_bytes(request):
 
 def _made_path(op_type, requested, err, body):
     """A successful create reports the path it made (sequential: with its counter)."""
-    if op_type in _CREATES and err == 0 and isinstance(body, dict) and body.get("path"):
+    if op_type in CREATES and err == 0 and isinstance(body, dict) and body.get("path"):
         return body["path"]
     return requested
 

@@ -5,7 +5,7 @@ busy server is most of the time spent per request. The handful of requests
 and replies that make up almost all traffic (create, delete, exists,
 getData, setData, getChildren and their replies, the reply header, watch
 events) are read and written here with ``struct``; everything else still
-goes through the construct records in wire/client.py, which stay the schema.
+goes through the construct records in wire/records.py, which stay the schema.
 Results are Containers with the same field names (subclasses whose fields
 read at C speed), and the same inputs are refused
 (tests/unit/test_wire_hotpath.py holds the two to it).
@@ -17,16 +17,15 @@ import struct
 from construct import Container
 
 from nookeeper.errors import MarshallingError
-from nookeeper.tree import Listing
+from nookeeper.listing import Listing
+from nookeeper.wire import ops
+from nookeeper.wire import records
 from nookeeper.wire.jute import MAX_ELEMENTS, MAX_LENGTH
 
 _INT = struct.Struct(">i")
 REPLY_HEADER = struct.Struct(">iqi")
 STAT = struct.Struct(">qqqqiiiqiiq")
 _EVENT = struct.Struct(">ii")
-
-CREATE, DELETE, EXISTS, GET_DATA, SET_DATA, SET_ACL = 1, 2, 3, 4, 5, 7
-GET_CHILDREN, GET_CHILDREN2, CREATE2, CREATE_CONTAINER, CREATE_TTL = 8, 12, 15, 19, 21
 
 
 class _Reader:
@@ -122,17 +121,18 @@ def _create(r):
     return CreateRequest(path=r.ustring(), data=r.buffer(), acl=r.acls(), flags=r.int())
 
 
-REQUEST_DECODERS = {
-    EXISTS: _path_watch,
-    GET_DATA: _path_watch,
-    GET_CHILDREN: _path_watch,
-    GET_CHILDREN2: _path_watch,
-    SET_DATA: _set_data,
-    DELETE: _delete,
-    CREATE: _create,
-    CREATE2: _create,
-    CREATE_CONTAINER: _create,
+# A fast codec stands in for a record, so the ops it serves are those whose
+# record it is (wire/ops.py).
+_DECODERS = {
+    records.ExistsRequest: _path_watch,
+    records.GetDataRequest: _path_watch,
+    records.GetChildrenRequest: _path_watch,
+    records.GetChildren2Request: _path_watch,
+    records.SetDataRequest: _set_data,
+    records.DeleteRequest: _delete,
+    records.CreateRequest: _create,
 }
+REQUEST_DECODERS = {op.code: _DECODERS[op.request] for op in ops.OPS if op.request in _DECODERS}
 
 
 def decode_request(opcode, body):
@@ -186,18 +186,15 @@ def _encode_strings(items):
     return _INT.pack(len(raws)) + b"".join(parts)
 
 
-REPLY_ENCODERS = {
-    EXISTS: _stat,
-    SET_DATA: _stat,
-    SET_ACL: _stat,
-    GET_DATA: lambda body: _buffer(body["data"]) + _stat(body["stat"]),
-    CREATE: lambda body: _ustring(body["path"]),
-    CREATE2: lambda body: _ustring(body["path"]) + _stat(body["stat"]),
-    CREATE_CONTAINER: lambda body: _ustring(body["path"]) + _stat(body["stat"]),
-    CREATE_TTL: lambda body: _ustring(body["path"]) + _stat(body["stat"]),
-    GET_CHILDREN: lambda body: _strings(body["children"]),
-    GET_CHILDREN2: lambda body: _strings(body["children"]) + _stat(body["stat"]),
+_ENCODERS = {
+    records.Stat: _stat,
+    records.GetDataResponse: lambda body: _buffer(body["data"]) + _stat(body["stat"]),
+    records.CreateResponse: lambda body: _ustring(body["path"]),
+    records.Create2Response: lambda body: _ustring(body["path"]) + _stat(body["stat"]),
+    records.GetChildrenResponse: lambda body: _strings(body["children"]),
+    records.GetChildren2Response: lambda body: _strings(body["children"]) + _stat(body["stat"]),
 }
+REPLY_ENCODERS = {op.code: _ENCODERS[op.reply] for op in ops.OPS if op.reply in _ENCODERS}
 
 
 def encode_reply_body(opcode, body):

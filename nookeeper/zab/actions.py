@@ -82,14 +82,6 @@ class RoleChanged:
 
 
 @dataclass(frozen=True, slots=True)
-class ProposeForwarded:
-    """On the leader: a follower forwarded a client write; stamp and propose it."""
-
-    origin: int
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class SyncDone:
     """A sync with this id may answer once everything up to zxid is applied."""
 

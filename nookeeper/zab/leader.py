@@ -205,11 +205,11 @@ class LeaderRole:
 
     # -- broadcast ----------------------------------------------------------
 
-    def propose(self, make_payload):
+    def propose(self, payload):
         peer = self.peer
         self.counter += 1
         zxid = make_zxid(self.epoch, self.counter)
-        payload = make_payload(zxid)
+        payload = peer.stamp(payload, zxid, peer.now_ms)
         peer.append(((zxid, payload),))
         for sid in self.sync_sent:
             peer.send(sid, Proposal(self.epoch, zxid, payload))
@@ -308,7 +308,7 @@ class LeaderRole:
                     self._answer_confirmed()
         elif isinstance(message, Request):
             if self.phase == BROADCAST and follower is not None and follower.synced:
-                self.peer.emit(act.ProposeForwarded(frm, message.payload))
+                self.propose(message.payload)
         elif isinstance(message, SyncRequest):
             if self.phase != BROADCAST:
                 return

@@ -31,11 +31,21 @@ class Limits:
     diff_window: int = 10000  # entries kept before the newest snapshot, for DIFFs
 
 
+def _unstamped(payload, zxid, now_ms):
+    return payload
+
+
 class Peer:
     def __init__(self, sid, members, accepted_epoch=0, current_epoch=0, log=(), limits=Limits(),
-                 snap_zxid=0):
-        """log: the entries after the snapshot at snap_zxid, which the shell has loaded."""
+                 snap_zxid=0, stamp=_unstamped):
+        """log: the entries after the snapshot at snap_zxid, which the shell has loaded.
+
+        stamp(payload, zxid, now_ms) -> payload: how the leader writes its
+        zxid and clock into a proposal; the payload format is the shell's, so
+        the shell supplies it, while the core decides when and with what."""
         self.sid = sid
+        self.stamp = stamp
+        self.now_ms = 0
         self.members = tuple(sorted(members))
         self.quorum = len(self.members) // 2 + 1
         self.limits = limits
@@ -108,7 +118,8 @@ class Peer:
         self.look()
         return self._take()
 
-    def tick(self):
+    def tick(self, now_ms=None):
+        self._clock(now_ms)
         if self.role == LOOKING:
             sends, decided = self.state.tick()
             self._send_all(sends)
@@ -118,9 +129,12 @@ class Peer:
             self.state.tick()
         return self._take()
 
-    def receive(self, frm, message):
-        if frm == self.sid or frm not in self.members:
-            return []
+    def receive(self, frm, message, now_ms=None):
+        """now_ms: the shell's clock when the message arrived; a leader stamps
+        a write forwarded to it with that time, as ZooKeeper's leader does."""
+        if frm == self.sid or frm not in self.members or self.state is None:
+            return []  # before start(): the sender says it again on its next tick
+        self._clock(now_ms)
         if isinstance(message, Vote):
             self._on_vote(frm, message)
         elif self.role == LOOKING:
@@ -147,11 +161,12 @@ class Peer:
                 self.state.on_logged()
         return self._take()
 
-    def propose(self, make_payload):
-        """Leader only: stamp a write with the next zxid. Returns (zxid or None, actions)."""
+    def propose(self, payload, now_ms=None):
+        """Leader only: stamp a write with the next zxid and the clock. Returns (zxid or None, actions)."""
+        self._clock(now_ms)
         if self.role != LEADING or not self.serving:
             return None, []
-        zxid = self.state.propose(make_payload)
+        zxid = self.state.propose(payload)
         return zxid, self._take()
 
     def forward(self, payload):
@@ -188,6 +203,10 @@ class Peer:
         return self._take()
 
     # -- helpers for the roles ----------------------------------------------
+
+    def _clock(self, now_ms):
+        if now_ms is not None:
+            self.now_ms = now_ms
 
     def emit(self, action):
         self._out.append(action)

@@ -13,8 +13,8 @@ import pytest
 from harness import ServerProcess, wait_for
 from nookeeper.client import KeeperClient
 from nookeeper.config import load_config
-from nookeeper.server import connection
 from nookeeper.server.node import ServerNode
+from nookeeper.server.ordering import Request
 from nookeeper.txn import Txn
 
 
@@ -24,7 +24,7 @@ def node(tmp_path):
     server = ServerNode(config)
     server.start()
     try:
-        wait_for(lambda: server.serving, timeout=20, message="the server serving")
+        wait_for(lambda: server.state.serving, timeout=20, message="the server serving")
         yield server
     finally:
         server.stop()
@@ -47,7 +47,7 @@ def test_writes_syncs_and_reads_leave_no_cyclic_garbage(node):
                 future.get(timeout=10)
             gc.set_debug(gc.DEBUG_SAVEALL)
             gc.collect()
-            left = [o for o in gc.garbage if isinstance(o, (connection._Pending, Txn))]
+            left = [o for o in gc.garbage if isinstance(o, (Request, Txn))]
         finally:
             gc.set_debug(0)
             gc.garbage.clear()

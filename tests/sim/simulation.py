@@ -412,7 +412,7 @@ class Cluster:
         d = s.disk
         snap = d.newest_snapshot
         s.peer = Peer(sid, self.members, d.accepted, d.current, list(d.log), self.limits,
-                      snap_zxid=snap)
+                      snap_zxid=snap, stamp=self._stamp)
         s.applied = list(d.snapshots[snap]) if snap else []
         s.sessions = sessions_in(s.applied)
         s.leader = None
@@ -519,8 +519,6 @@ class Cluster:
             self._apply(s, a.entries)
         elif isinstance(a, act.RoleChanged):
             self._role_changed(s, a)
-        elif isinstance(a, act.ProposeForwarded):
-            self._propose(sid, a.payload)
         elif isinstance(a, act.SyncDone):
             asked = self.syncs.pop(a.id, None)
             if asked is None or (asked.sid, asked.incarnation) != (sid, s.incarnation):
@@ -672,7 +670,7 @@ class Cluster:
         self._note(f"s{frm}->s{to}", message)
         if isinstance(message, SYNC_MESSAGES[:3]):
             s.received.append((type(message).__name__, message))
-        self.run(to, s.peer.receive(frm, message))
+        self.run(to, s.peer.receive(frm, message, self.now))
 
     def _reset(self, a, b):
         """Drop what is in flight between a and b; each end hears of it later."""
@@ -808,12 +806,13 @@ class Cluster:
         return payload
 
     def _propose(self, sid, payload):
-        def stamp(zxid):
-            self._proposed(zxid, payload)
-            return payload
-
-        _zxid, actions = self.servers[sid].peer.propose(stamp)
+        _zxid, actions = self.servers[sid].peer.propose(payload, self.now)
         self.run(sid, actions)
+
+    def _stamp(self, payload, zxid, now_ms):
+        """Every proposal, the leader's own and forwarded ones, passes here."""
+        self._proposed(zxid, payload)
+        return payload
 
     def sync(self, sid, confirm=True):
         """A client's sync; confirmed, as the shell asks for one (ServerNode.submit_sync)."""
@@ -957,7 +956,7 @@ class Cluster:
         self._at(self.tick_period[sid], self._tick, sid)
         s = self.servers[sid]
         if s.up and not s.paused:  # a stalled process does not catch up on ticks
-            self.run(sid, s.peer.tick())
+            self.run(sid, s.peer.tick(self.now))
 
     def _chaos(self):
         """Alternate storms (faults of every kind) with calm spells (writes only)."""

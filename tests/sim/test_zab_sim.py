@@ -508,3 +508,33 @@ def test_a_confirmation_asked_before_a_follower_restarted_is_not_answered_to_its
     rejoined the same leader, which then sent the old answer to the new
     process, where the id may belong to another sync."""
     run_seed(1877, 5)
+
+
+def test_the_leader_stamps_a_forwarded_write_with_its_own_clock():
+    """A write forwarded by a follower is stamped inside the leader's core,
+    with the zxid it gets and the clock the leader's shell passed in with the
+    message: it never leaves the core to be stamped."""
+    def stamp(payload, zxid, now_ms):
+        return b"%s@%x,%d" % (payload, zxid, now_ms)
+
+    p1 = Peer(1, (1, 2), stamp=stamp)
+    p2 = Peer(2, (1, 2), stamp=stamp)
+    peers = {1: p1, 2: p2}
+    started = {1: p1.start(), 2: p2.start()}
+    for sid, out in started.items():
+        _route(peers, sid, out)
+    for _ in range(3):
+        for sid, p in peers.items():
+            _route(peers, sid, p.tick(1000))
+    leader, follower = (p1, p2) if p1.role == LEADING else (p2, p1)
+    assert leader.serving and follower.serving
+    proposals = [a for a in follower.forward(b"w1")
+                 if isinstance(a, act.Send) and a.message.__class__.__name__ == "Request"]
+    assert len(proposals) == 1
+    out = leader.receive(follower.sid, proposals[0].message, 4242)
+    persisted = [a for a in out if isinstance(a, act.Persist)]
+    assert len(persisted) == 1
+    (zxid, payload), = persisted[0].entries
+    assert payload == b"w1@%x,4242" % zxid
+    sent = [a.message for a in out if isinstance(a, act.Send) and a.to == follower.sid]
+    assert [m.payload for m in sent if hasattr(m, "payload")] == [payload]

@@ -27,6 +27,7 @@ from nookeeper import acl
 from nookeeper.errors import AuthFailedError, ZooKeeperError
 from nookeeper.server.connection import Connection
 from nookeeper.wire import client, hotpath
+from nookeeper.wire.records import AuthPacket, MultiOps
 from nookeeper.wire.jute import (
     MAX_ELEMENTS,
     MAX_LENGTH,
@@ -53,7 +54,6 @@ fuzz = settings(
 
 # Every opcode the server reads a body for, and those it takes with a header only.
 OPCODES = sorted(set(client.REQUEST_RECORDS) | client.NO_BODY_OPS)
-MULTI_OPS = type(client.MultiRequest)
 
 INT32 = st.integers(-2**31, 2**31 - 1)
 # Lengths and counts that probe the edges of what jute allows.
@@ -82,7 +82,7 @@ def values_of(con):
         return st.none() | st.lists(values_of(con.subcon), max_size=4)
     if isinstance(con, Record):
         return st.fixed_dictionaries({sub.name: values_of(sub.subcon) for sub in con.subcons})
-    if isinstance(con, MULTI_OPS):
+    if isinstance(con, MultiOps):
         op = st.sampled_from(sorted(con.records)).flatmap(
             lambda op_type: values_of(con.records[op_type]).map(
                 lambda request: {"type": op_type, "request": request}))
@@ -248,7 +248,7 @@ SCHEMES = st.one_of(st.just("digest"), st.just("ip"), st.none(),
                     st.sampled_from(["sasl", "world", ""]), st.text(max_size=8))
 AUTH_PACKETS = st.fixed_dictionaries(
     {"type": INT32, "scheme": SCHEMES, "auth": st.none() | st.binary(max_size=24)}
-).map(client.AuthPacket.build)
+).map(AuthPacket.build)
 
 
 @settings(fuzz, max_examples=3 * EXAMPLES)  # the packet this fuzzer was written for
@@ -267,7 +267,7 @@ def test_auth_packets_get_an_answer(body):
 @given(credential=st.binary(max_size=24))
 def test_any_digest_credential_succeeds(credential):
     """ZooKeeper reads the credential with new String(bytes): it never fails on bad UTF-8."""
-    body = client.AuthPacket.build({"type": 0, "scheme": "digest", "auth": credential})
+    body = AuthPacket.build({"type": 0, "scheme": "digest", "auth": credential})
     replies, closed, ids = authenticate(body)
     assert struct.unpack(">iqi", replies[0])[2] == 0 and not closed
     assert ("digest", acl.digest_id(java_string(credential))) in ids
@@ -294,7 +294,7 @@ def test_credentials_read_as_java_reads_them(data, text):
 
 
 def test_non_utf8_digest_credential_authenticates_as_zookeeper_does():
-    body = client.AuthPacket.build({"type": 0, "scheme": "digest", "auth": b"\xff\xfe:x"})
+    body = AuthPacket.build({"type": 0, "scheme": "digest", "auth": b"\xff\xfe:x"})
     replies, closed, ids = authenticate(body)
     assert struct.unpack(">iqi", replies[0]) == (client.XID_AUTH, 0, 0) and not closed
     ident = acl.digest_id("\ufffd\ufffd:x")

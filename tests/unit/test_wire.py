@@ -13,6 +13,8 @@ from kazoo.security import Id as KazooId
 
 from nookeeper.errors import MarshallingError, UnimplementedError
 from nookeeper.wire import client as w
+from nookeeper.wire import ops
+from nookeeper.wire import records as r
 from nookeeper.wire.jute import (
     Bool,
     Buffer,
@@ -145,11 +147,11 @@ def test_lengths_beyond_the_data_are_rejected(construct):
 
 
 def test_fixed_record_sizes():
-    assert len(w.Stat.build(STAT)) == 68
-    assert w.Stat.build(STAT) == STAT_BYTES
-    assert len(w.ReplyHeader.build({"xid": 1, "zxid": 2, "err": 0})) == 16
-    assert len(w.RequestHeader.build({"xid": 1, "type": 4})) == 8
-    assert w.MultiHeader.build({"type": -1, "done": True, "err": -1}) == bytes.fromhex(
+    assert len(r.Stat.build(STAT)) == 68
+    assert r.Stat.build(STAT) == STAT_BYTES
+    assert len(r.ReplyHeader.build({"xid": 1, "zxid": 2, "err": 0})) == 16
+    assert len(r.RequestHeader.build({"xid": 1, "type": 4})) == 8
+    assert r.MultiHeader.build({"type": -1, "done": True, "err": -1}) == bytes.fromhex(
         "ffffffff01ffffffff"
     )
 
@@ -245,12 +247,12 @@ def test_event_frame():
 # --- every record round-trips --------------------------------------------------
 
 RECORD_SAMPLES = [
-    (w.Id, {"scheme": "ip", "id": "10.0.0.0/8"}),
-    (w.ACL, DIGEST),
-    (w.Stat, STAT),
-    (w.ClientInfo, {"authScheme": "ip", "user": "127.0.0.1"}),
+    (r.Id, {"scheme": "ip", "id": "10.0.0.0/8"}),
+    (r.ACL, DIGEST),
+    (r.Stat, STAT),
+    (r.ClientInfo, {"authScheme": "ip", "user": "127.0.0.1"}),
     (
-        w.ConnectRequest,
+        r.ConnectRequest,
         {
             "protocolVersion": 0,
             "lastZxidSeen": 77,
@@ -261,7 +263,7 @@ RECORD_SAMPLES = [
         },
     ),
     (
-        w.ConnectResponse,
+        r.ConnectResponse,
         {
             "protocolVersion": 0,
             "timeOut": 4000,
@@ -270,51 +272,51 @@ RECORD_SAMPLES = [
             "readOnly": None,
         },
     ),
-    (w.RequestHeader, {"xid": -8, "type": 101}),
-    (w.ReplyHeader, {"xid": 3, "zxid": -1, "err": -101}),
-    (w.MultiHeader, {"type": 1, "done": False, "err": -1}),
-    (w.AuthPacket, {"type": 0, "scheme": "digest", "auth": b"alice:secret"}),
-    (w.CreateRequest, {"path": "/n", "data": None, "acl": [WORLD, DIGEST], "flags": 3}),
-    (w.CreateRequest, {"path": "/n", "data": b"", "acl": [], "flags": 0}),
-    (w.CreateRequest, {"path": "/n", "data": b"\x00\xff", "acl": None, "flags": 0}),
-    (w.CreateTTLRequest, {"path": "/t", "data": b"v", "acl": [WORLD], "flags": 5, "ttl": 60000}),
-    (w.CreateResponse, {"path": "/n0000000001"}),
-    (w.Create2Response, {"path": "/n", "stat": STAT}),
-    (w.DeleteRequest, {"path": "/n", "version": -1}),
-    (w.ExistsRequest, {"path": "/n", "watch": True}),
-    (w.GetDataRequest, {"path": "/n", "watch": False}),
-    (w.GetDataResponse, {"data": None, "stat": STAT}),
-    (w.GetDataResponse, {"data": b"", "stat": STAT}),
-    (w.SetDataRequest, {"path": "/n", "data": b"x" * 1000, "version": 4}),
-    (w.GetACLRequest, {"path": "/n"}),
-    (w.GetACLResponse, {"acl": [WORLD, DIGEST], "stat": STAT}),
-    (w.SetACLRequest, {"path": "/n", "acl": [DIGEST], "version": -1}),
-    (w.GetChildrenRequest, {"path": "/", "watch": True}),
-    (w.GetChildrenResponse, {"children": ["a", "zookeeper", "ü"]}),
-    (w.GetChildren2Request, {"path": "/", "watch": False}),
-    (w.GetChildren2Response, {"children": [], "stat": STAT}),
-    (w.SyncRequest, {"path": "/"}),
-    (w.SyncResponse, {"path": "/"}),
-    (w.DeleteContainerRequest, {"path": "/c"}),
-    (w.CheckVersionRequest, {"path": "/n", "version": 2}),
+    (r.RequestHeader, {"xid": -8, "type": 101}),
+    (r.ReplyHeader, {"xid": 3, "zxid": -1, "err": -101}),
+    (r.MultiHeader, {"type": 1, "done": False, "err": -1}),
+    (r.AuthPacket, {"type": 0, "scheme": "digest", "auth": b"alice:secret"}),
+    (r.CreateRequest, {"path": "/n", "data": None, "acl": [WORLD, DIGEST], "flags": 3}),
+    (r.CreateRequest, {"path": "/n", "data": b"", "acl": [], "flags": 0}),
+    (r.CreateRequest, {"path": "/n", "data": b"\x00\xff", "acl": None, "flags": 0}),
+    (r.CreateTTLRequest, {"path": "/t", "data": b"v", "acl": [WORLD], "flags": 5, "ttl": 60000}),
+    (r.CreateResponse, {"path": "/n0000000001"}),
+    (r.Create2Response, {"path": "/n", "stat": STAT}),
+    (r.DeleteRequest, {"path": "/n", "version": -1}),
+    (r.ExistsRequest, {"path": "/n", "watch": True}),
+    (r.GetDataRequest, {"path": "/n", "watch": False}),
+    (r.GetDataResponse, {"data": None, "stat": STAT}),
+    (r.GetDataResponse, {"data": b"", "stat": STAT}),
+    (r.SetDataRequest, {"path": "/n", "data": b"x" * 1000, "version": 4}),
+    (r.GetACLRequest, {"path": "/n"}),
+    (r.GetACLResponse, {"acl": [WORLD, DIGEST], "stat": STAT}),
+    (r.SetACLRequest, {"path": "/n", "acl": [DIGEST], "version": -1}),
+    (r.GetChildrenRequest, {"path": "/", "watch": True}),
+    (r.GetChildrenResponse, {"children": ["a", "zookeeper", "ü"]}),
+    (r.GetChildren2Request, {"path": "/", "watch": False}),
+    (r.GetChildren2Response, {"children": [], "stat": STAT}),
+    (r.SyncRequest, {"path": "/"}),
+    (r.SyncResponse, {"path": "/"}),
+    (r.DeleteContainerRequest, {"path": "/c"}),
+    (r.CheckVersionRequest, {"path": "/n", "version": 2}),
     (
-        w.ReconfigRequest,
+        r.ReconfigRequest,
         {"joiningServers": None, "leavingServers": "2", "newMembers": "", "curConfigId": -1},
     ),
-    (w.CheckWatchesRequest, {"path": "/n", "type": 3}),
-    (w.RemoveWatchesRequest, {"path": "/n", "type": 1}),
-    (w.AddWatchRequest, {"path": "/n", "mode": 1}),
-    (w.GetEphemeralsRequest, {"prefixPath": "/"}),
-    (w.GetEphemeralsResponse, {"ephemerals": ["/a", "/b/c"]}),
-    (w.GetAllChildrenNumberRequest, {"path": "/"}),
-    (w.GetAllChildrenNumberResponse, {"totalNumber": 12}),
-    (w.WhoAmIResponse, {"clientInfo": [{"authScheme": "ip", "user": "::1"}]}),
+    (r.CheckWatchesRequest, {"path": "/n", "type": 3}),
+    (r.RemoveWatchesRequest, {"path": "/n", "type": 1}),
+    (r.AddWatchRequest, {"path": "/n", "mode": 1}),
+    (r.GetEphemeralsRequest, {"prefixPath": "/"}),
+    (r.GetEphemeralsResponse, {"ephemerals": ["/a", "/b/c"]}),
+    (r.GetAllChildrenNumberRequest, {"path": "/"}),
+    (r.GetAllChildrenNumberResponse, {"totalNumber": 12}),
+    (r.WhoAmIResponse, {"clientInfo": [{"authScheme": "ip", "user": "::1"}]}),
     (
-        w.SetWatches,
+        r.SetWatches,
         {"relativeZxid": 9, "dataWatches": ["/a"], "existWatches": [], "childWatches": None},
     ),
     (
-        w.SetWatches2,
+        r.SetWatches2,
         {
             "relativeZxid": 9,
             "dataWatches": ["/a"],
@@ -324,13 +326,13 @@ RECORD_SAMPLES = [
             "persistentRecursiveWatches": ["/e", "/f"],
         },
     ),
-    (w.WatcherEvent, {"type": 2, "state": 3, "path": "/gone"}),
-    (w.ErrorResponse, {"err": -121}),
-    (w.GetSASLRequest, {"token": b"tok"}),
-    (w.SetSASLResponse, {"token": None}),
-    (w.CreateSessionTxn, {"timeOut": 30000, "passwd": b"s" * 16}),
+    (r.WatcherEvent, {"type": 2, "state": 3, "path": "/gone"}),
+    (r.ErrorResponse, {"err": -121}),
+    (r.GetSASLRequest, {"token": b"tok"}),
+    (r.SetSASLResponse, {"token": None}),
+    (r.CreateSessionTxn, {"timeOut": 30000, "passwd": b"s" * 16}),
     (
-        w.MultiRequest,
+        ops.MultiRequest,
         [
             {"type": 1, "request": {"path": "/m", "data": b"", "acl": [WORLD], "flags": 0}},
             {"type": 15, "request": {"path": "/m2", "data": None, "acl": [WORLD], "flags": 2}},
@@ -345,14 +347,14 @@ RECORD_SAMPLES = [
         ],
     ),
     (
-        w.MultiReadRequest,
+        ops.MultiReadRequest,
         [
             {"type": 8, "request": {"path": "/m", "watch": False}},
             {"type": 4, "request": {"path": "/m", "watch": False}},
         ],
     ),
     (
-        w.MultiResponse,
+        ops.MultiResponse,
         [
             {"type": 1, "err": 0, "body": {"path": "/m"}},
             {"type": 15, "err": 0, "body": {"path": "/m2", "stat": STAT}},
@@ -379,13 +381,13 @@ def test_record_round_trips(record, value):
 
 def test_parsed_containers_do_not_hold_the_stream():
     request = {"path": "/n", "data": None, "acl": [WORLD], "flags": 0}
-    parsed = w.CreateRequest.parse(w.CreateRequest.build(request))
+    parsed = r.CreateRequest.parse(r.CreateRequest.build(request))
     assert "_io" not in parsed
     assert "_io" not in parsed.acl[0] and "_io" not in parsed.acl[0].id
 
 
 def test_acl_entry_shape():
-    parsed = w.ACL.parse(w.ACL.build(DIGEST))
+    parsed = r.ACL.parse(r.ACL.build(DIGEST))
     assert parsed.perms == 1
     assert parsed.id.scheme == "digest"
     assert parsed.id.id.startswith("alice:")
@@ -451,9 +453,9 @@ def _multi(*ops):
 
 def test_multi_decodes_to_typed_sub_requests():
     body = _multi(
-        (1, w.CreateRequest.build({"path": "/m", "data": b"v", "acl": [WORLD], "flags": 0})),
-        (13, w.CheckVersionRequest.build({"path": "/m", "version": 0})),
-        (2, w.DeleteRequest.build({"path": "/m", "version": -1})),
+        (1, r.CreateRequest.build({"path": "/m", "data": b"v", "acl": [WORLD], "flags": 0})),
+        (13, r.CheckVersionRequest.build({"path": "/m", "version": 0})),
+        (2, r.DeleteRequest.build({"path": "/m", "version": -1})),
     )
     ops = w.decode_request(w.OpCode.MULTI, body)
     assert [op.type for op in ops] == [1, 13, 2]
@@ -469,16 +471,16 @@ def test_empty_multi_is_an_empty_list():
 @pytest.mark.parametrize(
     "opcode, sub_type, record",
     [
-        (w.OpCode.MULTI, 4, w.GetDataRequest.build({"path": "/m", "watch": False})),
-        (w.OpCode.MULTI, 8, w.GetChildrenRequest.build({"path": "/m", "watch": False})),
-        (w.OpCode.MULTI, 3, w.ExistsRequest.build({"path": "/m", "watch": False})),
+        (w.OpCode.MULTI, 4, r.GetDataRequest.build({"path": "/m", "watch": False})),
+        (w.OpCode.MULTI, 8, r.GetChildrenRequest.build({"path": "/m", "watch": False})),
+        (w.OpCode.MULTI, 3, r.ExistsRequest.build({"path": "/m", "watch": False})),
         (w.OpCode.MULTI, 14, b""),
         (w.OpCode.MULTI, 99, b""),
-        (w.OpCode.MULTI_READ, 2, w.DeleteRequest.build({"path": "/m", "version": -1})),
+        (w.OpCode.MULTI_READ, 2, r.DeleteRequest.build({"path": "/m", "version": -1})),
         (
             w.OpCode.MULTI_READ,
             1,
-            w.CreateRequest.build({"path": "/m", "data": b"", "acl": [], "flags": 0}),
+            r.CreateRequest.build({"path": "/m", "data": b"", "acl": [], "flags": 0}),
         ),
     ],
 )
@@ -488,15 +490,15 @@ def test_sub_op_not_allowed_is_marshalling_error(opcode, sub_type, record):
 
 
 def test_multi_without_terminator_is_marshalling_error():
-    body = _multi((2, w.DeleteRequest.build({"path": "/m", "version": -1})))
+    body = _multi((2, r.DeleteRequest.build({"path": "/m", "version": -1})))
     with pytest.raises(MarshallingError):
         w.decode_request(w.OpCode.MULTI, body[:-9])
 
 
 def test_multi_read_decodes():
     body = _multi(
-        (8, w.GetChildrenRequest.build({"path": "/m", "watch": True})),
-        (4, w.GetDataRequest.build({"path": "/m", "watch": False})),
+        (8, r.GetChildrenRequest.build({"path": "/m", "watch": True})),
+        (4, r.GetDataRequest.build({"path": "/m", "watch": False})),
     )
     ops = w.decode_request(w.OpCode.MULTI_READ, body)
     assert [(op.type, op.request.path) for op in ops] == [(8, "/m"), (4, "/m")]

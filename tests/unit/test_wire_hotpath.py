@@ -94,7 +94,7 @@ def test_decode_request_uses_the_fast_path_and_reports_marshalling_errors():
 
 
 def test_a_kept_listing_is_encoded_once_and_a_changed_one_afresh():
-    from nookeeper.tree import Listing
+    from nookeeper.listing import Listing
 
     names = Listing(f"member-{i:04d}" for i in range(500))
     first = hotpath.encode_reply_body(12, {"children": names, "stat": STAT})
