@@ -18,10 +18,12 @@ class Tick(NamedTuple):
 
 
 class PeerMessage(NamedTuple):
-    """A message read from the link to server sid."""
+    """A message read from the link to server sid; more: the reader already
+    holds further input from that link (a burst is arriving)."""
 
     sid: int
     message: object
+    more: bool = False
 
 
 class LinkDown(NamedTuple):

@@ -14,8 +14,7 @@ import socket
 import socketserver
 import threading
 
-from nookeeper.server.clientport import reader_of
-from nookeeper.sockio import PeerClosed, read_exact
+from nookeeper.sockio import BufferedReader, PeerClosed, read_exact
 from nookeeper.wire import peer as frames
 
 log = logging.getLogger("nookeeper.peerport")
@@ -97,11 +96,12 @@ class _Link:
 
     def read_loop(self):
         try:
-            read = reader_of(self.sock)
+            reader = BufferedReader(self.sock)
+            read = reader.read
             while not self.closed:
                 tag, length = frames.decode_header(read(frames.HEADER_SIZE))
                 message = frames.decode_body(tag, read(length))
-                self.port.on_message(self.sid, message)
+                self.port.on_message(self.sid, message, reader.buffered > 0)
         except PeerClosed:
             self.close("peer closed the link")
         except frames.PeerFrameError as exc:
@@ -243,8 +243,8 @@ class PeerPort:
 
     # -- from links -----------------------------------------------------------
 
-    def on_message(self, sid, message):
-        self._on_message(sid, message)
+    def on_message(self, sid, message, more=False):
+        self._on_message(sid, message, more)
 
     def on_link_closed(self, link, why):
         with self._lock:

@@ -91,7 +91,7 @@ class Pipeline:
         self.commit.on_applied = snapshotter.applied
         if network is None and len(members) > 1:
             network = PeerPort(config.server_id, members, (config.peer_host, config.peer_port),
-                               lambda sid, message: self.zab.post(PeerMessage(sid, message)),
+                               lambda sid, message, more: self.zab.post(PeerMessage(sid, message, more)),
                                lambda sid: self.zab.post(LinkDown(sid)))
         self.zab = Replication(core, config.tick_ms, writer, applier, store, snapshotter, stats,
                                fatal, state.sessions_alive, network)

@@ -79,6 +79,7 @@ class Replication:
         self._wake = threading.Event()
         self._touched = set()
         self._may_keep = False  # set by whoever holds _core_lock
+        self._may_keep_append = False  # likewise
         self.role = LOOKING
         self.leader = 0
         self.epoch = core.current_epoch
@@ -160,7 +161,11 @@ class Replication:
             return
         if not self._events and self._core_lock.acquire(blocking=False):
             on_writer = self.writer.on_its_thread()
-            self._may_keep = type(event) in _MAY_APPLY
+            kind = type(event)
+            self._may_keep = kind in _MAY_APPLY
+            # A peer reader with nothing more in hand may write the append
+            # itself; one in a burst leaves it to the group commit.
+            self._may_keep_append = kind is PeerMessage and not event.more
             try:
                 # Whatever queued since our look goes first: it may be the rest of an earlier step.
                 if self._drain(on_writer):
@@ -169,7 +174,7 @@ class Replication:
                 else:
                     self._events.append(event)
             finally:
-                self._may_keep = False
+                self._may_keep = self._may_keep_append = False
                 self._core_lock.release()
             self._run_kept()
         else:
@@ -192,6 +197,13 @@ class Replication:
             self._run_kept()
 
     def _run_kept(self):
+        """What this thread kept while it held the core: an append first (it
+        is on a write's critical path), then a commit to apply."""
+        try:
+            self.writer.run_kept()
+        except Exception as exc:
+            log.exception("writing a kept append failed")
+            self.fatal(f"writing a kept append failed: {exc!r}")
         try:
             self.applier.run_kept()
         except Exception as exc:
@@ -288,7 +300,8 @@ class Replication:
                 if self.role == LEADING:
                     for zxid, _payload in action.entries:
                         self.stats.proposed(zxid)
-                self.writer.persist(action.entries, action.generation, action.upto)
+                self.writer.persist(action.entries, action.generation, action.upto,
+                                    self._may_keep_append)
             elif kind is act.Apply:
                 self.applier.hand_over(Committed(action.entries), self._may_keep)
             elif kind is act.SessionsAlive:

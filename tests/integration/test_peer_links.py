@@ -13,7 +13,7 @@ def _pair():
     members = {1: ("127.0.0.1", free_port()), 2: ("127.0.0.1", free_port())}
     received, lock = [], threading.Lock()
 
-    def on_message(sid, message):
+    def on_message(sid, message, more=False):
         with lock:
             received.append(message)
 
