@@ -8,12 +8,6 @@ sequence numbers) without a separate prepare step.
 
 from typing import Any, NamedTuple
 
-from nookeeper.wire.ops import OpCode
-
-# Named here too: whatever makes or reads session txns imports them with Txn.
-CREATE_SESSION = OpCode.CREATE_SESSION
-CLOSE_SESSION = OpCode.CLOSE_SESSION
-
 
 class Txn(NamedTuple):
     """A tuple: built for every write on every server, where a frozen

@@ -19,7 +19,7 @@ from nookeeper.server.events import Committed, ServingChanged, SyncReached, Tree
 from nookeeper.server.state import now_ms
 from nookeeper.snapshot import CorruptSnapshot
 from nookeeper.tree import DataTree
-from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION
+from nookeeper.wire.ops import CLOSE_SESSION, CREATE_SESSION
 from nookeeper.wire.txn import decode_txn, is_stamped, txn_header
 from nookeeper.zab.zxid import fmt
 

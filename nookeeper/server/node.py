@@ -20,7 +20,7 @@ from nookeeper.server.clientport import make_client_port
 from nookeeper.server.pipeline import Pipeline
 from nookeeper.server.state import now_ms
 from nookeeper.server.stats import ServerStats
-from nookeeper.txn import CREATE_SESSION
+from nookeeper.wire.ops import CREATE_SESSION
 from nookeeper.wal import DB_NAME, WriteAheadLog
 from nookeeper.wire.client import encode_connect_response
 

@@ -48,7 +48,8 @@ from nookeeper.server.replication import META_ACCEPTED, META_CURRENT, Replicatio
 from nookeeper.server.snapshotter import Snapshotter
 from nookeeper.server.state import ServerState
 from nookeeper.snapstore import SnapshotStore
-from nookeeper.txn import CLOSE_SESSION, Txn
+from nookeeper.txn import Txn
+from nookeeper.wire.ops import CLOSE_SESSION
 from nookeeper.wire.txn import encode_txn, stamp
 from nookeeper.zab.peer import Limits, Peer
 from nookeeper.zab.zxid import fmt

@@ -14,7 +14,7 @@ from nookeeper.snapshot import CorruptSnapshot
 from nookeeper.tools.dump_txns import describe, read_txn
 from nookeeper.tools.dump_zxid import follows, show
 from nookeeper.tree import DataTree
-from nookeeper.txn import CLOSE_SESSION
+from nookeeper.wire.ops import CLOSE_SESSION
 
 
 class LogDoesNotReach(Exception):

@@ -53,6 +53,10 @@ class OpCode:
     ERROR = -1
 
 
+# The session txns' types, named on their own: whatever makes or reads them says so.
+CREATE_SESSION = OpCode.CREATE_SESSION
+CLOSE_SESSION = OpCode.CLOSE_SESSION
+
 # Kinds: what the server does with a request frame of the op, one handler each.
 WRITE = "write"              # proposed as a txn, answered once applied
 READ = "read"                # answered from the local tree (server/readops.py)

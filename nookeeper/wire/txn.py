@@ -17,7 +17,8 @@ import struct
 from construct import ConstructError, Error, Pass, Switch, this
 
 from nookeeper.errors import MarshallingError
-from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION, Txn
+from nookeeper.txn import Txn
+from nookeeper.wire.ops import CLOSE_SESSION, CREATE_SESSION
 from nookeeper.wire import hotpath
 from nookeeper.wire.client import REQUEST_RECORDS, CreateSessionTxn, Id
 from nookeeper.wire.jute import Int, Long, Record, Vector

@@ -20,7 +20,7 @@ from nookeeper.server.connection import Connection
 from nookeeper.server.events import LinkDown, PeerMessage
 from nookeeper.server.pipeline import Pipeline
 from nookeeper.server.stats import ServerStats
-from nookeeper.txn import CREATE_SESSION
+from nookeeper.wire.ops import CREATE_SESSION
 from nookeeper.wal import DB_NAME, WriteAheadLog
 from nookeeper.wire.client import decode_reply, decode_request_header, encode_request
 from nookeeper.wire.ops import NODE_DATA_CHANGED, OpCode

@@ -7,7 +7,8 @@ from nookeeper import snapshot
 from nookeeper.snapshot import CorruptSnapshot
 from nookeeper.snapstore import SnapshotStore
 from nookeeper.tree import DataTree
-from nookeeper.txn import CREATE_SESSION, Txn
+from nookeeper.txn import Txn
+from nookeeper.wire.ops import CREATE_SESSION
 from nookeeper.wal import LogRecord, WriteAheadLog
 
 WORLD = [Container(perms=31, id=Container(scheme="world", id="anyone"))]

@@ -13,7 +13,8 @@ from nookeeper.errors import (
     NoNodeError,
 )
 from nookeeper.tree import CONTAINER_OWNER, DataTree, SessionInfo
-from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION, Txn
+from nookeeper.txn import Txn
+from nookeeper.wire.ops import CLOSE_SESSION, CREATE_SESSION
 
 OK = 0
 MARSHALLING = -5

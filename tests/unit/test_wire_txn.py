@@ -6,7 +6,8 @@ import pytest
 from construct import Container
 
 from nookeeper.errors import MarshallingError
-from nookeeper.txn import CLOSE_SESSION, CREATE_SESSION, Txn
+from nookeeper.txn import Txn
+from nookeeper.wire.ops import CLOSE_SESSION, CREATE_SESSION
 from nookeeper.wire.client import OpCode
 from nookeeper.wire.txn import decode_txn, encode_txn, is_stamped, stamp
 
