@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from nookeeper.client.fourletter import four_letter_word as ask_four_letter_word
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_BIN = ROOT / "bin" / "nookeeper-server"
 
@@ -50,14 +52,8 @@ def free_port():
 
 
 def four_letter_word(port, word, timeout=2.0, host="127.0.0.1"):
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(word.encode())
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks).decode()
-            chunks.append(chunk)
+    """The tests' argument order (a port on loopback first) for the client's helper."""
+    return ask_four_letter_word(host, port, word, timeout)
 
 
 class ServerProcess:

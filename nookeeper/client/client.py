@@ -13,7 +13,7 @@ import logging
 import threading
 
 from nookeeper.client.asyncresult import AsyncResult
-from nookeeper.client.connection import Connection, Request, encode_body, four_letter_word
+from nookeeper.client.connection import Connection, Request
 from nookeeper.client.datawatch import ChildrenWatch, DataWatch
 from nookeeper.client.exceptions import (
     ConnectionClosedError,
@@ -23,7 +23,9 @@ from nookeeper.client.exceptions import (
     NoNodeError,
     ZooKeeperError,
 )
+from nookeeper.client.fourletter import four_letter_word
 from nookeeper.client.paths import Chroot, parse_hosts
+from nookeeper.client.protocol import encode_body
 from nookeeper.client.retry import KeeperRetry
 from nookeeper.client.security import OPEN_ACL_UNSAFE, acl_from_record, acl_to_record
 from nookeeper.client.states import KeeperState, ZnodeStat
@@ -191,13 +193,6 @@ class KeeperClient:
     def last_zxid(self):
         connection = self._connection
         return connection.last_zxid if connection is not None else 0
-
-    def _pause_io(self):
-        """Test hook: the I/O thread stops reading, writing and pinging, as if frozen."""
-        self._connection.pause()
-
-    def _resume_io(self):
-        self._connection.resume()
 
     def _hosts_text(self):
         return ",".join(f"{host}:{port}" for host, port in self.hosts)

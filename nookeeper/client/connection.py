@@ -2,10 +2,10 @@
 
 One thread per client owns the connection. It connects (trying hosts in
 turn), resumes the session, re-sends credentials and watches, writes the
-requests other threads queue, pings when idle, reads replies and matches
-them to a FIFO of requests in flight, and turns notifications into watch
-callbacks for the watcher thread. It never runs user code, so a slow
-callback cannot starve pings or replies.
+requests other threads queue, pings when idle, and turns what the protocol
+(protocol.py: which reply answers which request) makes of the bytes it reads
+into results and watch callbacks for the watcher thread. It never runs user
+code, so a slow callback cannot starve pings or replies.
 
 Failure model (spec §12): a dropped connection fails the requests in flight
 with ConnectionLoss and leaves the session SUSPENDED; requests queued while
@@ -24,8 +24,6 @@ import struct
 import threading
 import time
 
-from construct import ConstructError
-
 from nookeeper.client.asyncresult import AsyncResult
 from nookeeper.client.exceptions import (
     AuthFailedError,
@@ -36,44 +34,27 @@ from nookeeper.client.exceptions import (
     SessionExpiredError,
     error_from_code,
 )
+from nookeeper.client.protocol import (
+    MAX_FRAME,
+    AuthAnswered,
+    ClientProtocol,
+    Notification,
+    Pong,
+    Reply,
+    SetWatchesAnswered,
+    UnreadableReply,
+    encode_body,
+)
 from nookeeper.client.states import EVENT_TYPES, EventType, KeeperState, WatchedEvent
 from nookeeper.client.watchers import EXIST
 from nookeeper.errors import MarshallingError
-from nookeeper.wire.client import (
-    REQUEST_RECORDS,
-    XID_AUTH,
-    XID_NOTIFICATION,
-    XID_PING,
-    XID_SET_WATCHES,
-    OpCode,
-    SetWatches,
-    decode_connect_response,
-    decode_reply,
-    encode_connect_request,
-    frame,
-)
+from nookeeper.sockio import PeerClosed, read_exact
+from nookeeper.wire.client import OpCode, decode_connect_response, encode_connect_request
 
 log = logging.getLogger("nookeeper.client")
 
-_HEADER = struct.Struct(">ii")
 _INT = struct.Struct(">i")
-_MAX_XID = 2**31 - 1
-# Far above jute.maxbuffer; only a broken stream sends more.
-_MAX_FRAME = 64 * 1024 * 1024
-# Java splits SetWatches so no frame carries more than ~128 KiB of paths.
-_SET_WATCHES_BATCH = 128 * 1024
 _NO_PASSWORD = b"\x00" * 16
-_PING_FRAME = frame(_HEADER.pack(XID_PING, OpCode.PING))
-
-
-def encode_body(opcode, body):
-    """A request record's bytes, built on the caller's thread (errors surface there)."""
-    if body is None:
-        return b""
-    try:
-        return REQUEST_RECORDS[opcode].build(body)
-    except ConstructError as exc:
-        raise ValueError(f"cannot encode request: {exc}") from None
 
 
 class Request:
@@ -84,7 +65,7 @@ class Request:
     """
 
     __slots__ = ("opcode", "payload", "result", "convert", "watch", "credential",
-                 "xid", "queued_at")
+                 "queued_at")
 
     def __init__(self, opcode, payload, result, convert=None, watch=None):
         self.opcode = opcode
@@ -93,7 +74,6 @@ class Request:
         self.convert = convert
         self.watch = watch
         self.credential = None
-        self.xid = None
         self.queued_at = 0.0
 
 
@@ -103,20 +83,6 @@ class _Dropped(Exception):
 
 class _SessionExpired(Exception):
     """The server says the session we tried to resume is gone."""
-
-
-def four_letter_word(host, port, word, timeout=5.0):
-    """Send a four-letter word on a fresh connection and read until the server closes."""
-    if isinstance(word, str):
-        word = word.encode("ascii")
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(word)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks).decode("utf-8", "replace")
-            chunks.append(chunk)
 
 
 class Connection:
@@ -144,21 +110,16 @@ class Connection:
         self._wake_pending = False
 
         # Everything below belongs to the I/O thread.
-        self._pending = collections.deque()
-        self._auth_pending = collections.deque()
+        self._protocol = ClientProtocol()
         self._out = bytearray()
-        self._in = bytearray()
-        self._xid = 0
         self._sock = None
         self._close_request = None
-        self._close_done = False
         self._close_deadline = None
         self._last_send = 0.0
         self._last_recv = 0.0
 
         self.session_id = 0
         self.passwd = _NO_PASSWORD
-        self.last_zxid = 0
         self.negotiated_timeout = None
         self.current_host = None
         self._server_read_only = False
@@ -167,10 +128,14 @@ class Connection:
         self.state = KeeperState.LOST
         self.started = threading.Event()
         self.failure = None
-        self._paused = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nookeeper-io", daemon=True)
 
     # -- called from other threads -------------------------------------
+
+    @property
+    def last_zxid(self):
+        """The newest zxid the session has seen; a reconnect never goes back before it."""
+        return self._protocol.last_zxid
 
     def start(self):
         self._thread.start()
@@ -210,14 +175,6 @@ class Connection:
         self._wake_r.close()
         self._wake_w.close()
 
-    def pause(self):
-        """Test hook: stop all I/O (no pings, no reads) as if the process froze."""
-        self._paused.set()
-
-    def resume(self):
-        self._paused.clear()
-        self._wake()
-
     def _refusal(self):
         if self._terminal is not None:
             return type(self._terminal)(str(self._terminal))
@@ -248,7 +205,6 @@ class Connection:
         failures = 0
         hosts, index = [], 0
         while not self._closing:
-            self._hold_while_paused()
             self._fail_stale_queue()
             if index >= len(hosts):
                 hosts, index = self._host_order(), 0
@@ -263,7 +219,7 @@ class Connection:
             except AuthFailedError as exc:
                 log.error("session 0x%x: authentication failed: %s", self.session_id, exc)
                 return exc
-            except (OSError, EOFError, _Dropped, MarshallingError) as exc:
+            except (OSError, EOFError, _Dropped, MarshallingError, ProtocolError) as exc:
                 log.info("session 0x%x: cannot connect to %s:%d: %s",
                          self.session_id, host, port, exc)
                 sock = None
@@ -284,12 +240,8 @@ class Connection:
             random.shuffle(hosts)
         return hosts
 
-    def _hold_while_paused(self):
-        while self._paused.is_set() and not self._closing:
-            time.sleep(0.01)
-
     def _sleep(self, seconds):
-        """Wait, but wake early for close() or pause changes."""
+        """Wait, but wake early for close()."""
         deadline = time.monotonic() + seconds
         while not self._closing:
             left = deadline - time.monotonic()
@@ -336,16 +288,17 @@ class Connection:
             resume = self._session_known_to_quorum
             sock.sendall(encode_connect_request(
                 int(self._timeout * 1000), self.session_id if resume else 0,
-                self.passwd if resume else _NO_PASSWORD, self.last_zxid, self._read_only,
+                self.passwd if resume else _NO_PASSWORD, self._protocol.last_zxid,
+                self._read_only,
             ))
-            payload = _read_frame(sock)
-            if payload is None:
+            data = _read_frame(sock)
+            if data is None:
                 # A server behind our last zxid, or not serving, just hangs up.
                 log.info("session 0x%x: %s:%d closed the connection during the handshake",
                          self.session_id, host, port)
                 sock.close()
                 return None
-            response = decode_connect_response(payload)
+            response = decode_connect_response(data[4:])
             if response.timeOut <= 0:
                 sock.close()
                 raise _SessionExpired()
@@ -363,6 +316,7 @@ class Connection:
             return sock
         except BaseException:
             sock.close()
+            self._protocol.connection_lost()
             raise
 
     def _authenticate(self, sock):
@@ -372,18 +326,21 @@ class Connection:
         if not credentials:
             return
         for scheme, credential in credentials:
-            sock.sendall(frame(_HEADER.pack(XID_AUTH, OpCode.AUTH) + encode_body(
-                OpCode.AUTH, {"type": 0, "scheme": scheme, "auth": credential})))
+            replay = Request(OpCode.AUTH, encode_body(
+                OpCode.AUTH, {"type": 0, "scheme": scheme, "auth": credential}), None)
+            replay.credential = (scheme, credential)
+            sock.sendall(self._protocol.send_request(replay))
         answered = 0
         while answered < len(credentials):
-            payload = _read_frame(sock)
-            if payload is None:
+            data = _read_frame(sock)
+            if data is None:
                 raise _Dropped("connection closed during authentication")
-            header, _ = decode_reply(payload)
-            if header.xid != XID_AUTH:
+            self._protocol.receive_data(data)
+            event = self._protocol.next_event()
+            if not isinstance(event, AuthAnswered):
                 continue
-            if header.err != 0:
-                scheme = credentials[answered][0]
+            if event.err != 0:
+                scheme = event.request.credential[0]
                 raise AuthFailedError(f"credential for scheme {scheme!r} refused")
             answered += 1
 
@@ -391,7 +348,7 @@ class Connection:
         log.warning("session 0x%x: expired", self.session_id)
         self.session_id = 0
         self.passwd = _NO_PASSWORD
-        self.last_zxid = 0
+        self._protocol.session_expired()
         self._session_known_to_quorum = False
         with self._lock:
             queued = list(self._queue)
@@ -412,7 +369,6 @@ class Connection:
         sock.setblocking(False)
         self._sock = sock
         self.current_host = (host, port)
-        self._in.clear()
         self._out.clear()
         self._last_send = self._last_recv = time.monotonic()
         ping_interval = self.negotiated_timeout / 3.0
@@ -428,17 +384,14 @@ class Connection:
         try:
             self._queue_set_watches()
             self._flush_queue()
-            while not self._close_done:
-                if self._paused.is_set() and not self._closing:
-                    time.sleep(0.01)
-                    continue
+            while not self._protocol.session_closed:
                 now = time.monotonic()
                 if now - self._last_recv >= read_timeout:
                     raise _Dropped(f"nothing from the server for {now - self._last_recv:.2f}s")
                 if self._closing and now > (self._close_deadline or now):
                     raise _Dropped("closeSession not answered in time")
                 if now - self._last_send >= ping_interval:
-                    self._write(_PING_FRAME)
+                    self._write(self._protocol.ping())
                 if bool(self._out) != writing:
                     writing = bool(self._out)
                     events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
@@ -465,20 +418,13 @@ class Connection:
 
     def _connection_gone(self):
         """Fail what was in flight; the session lives on, SUSPENDED."""
-        in_flight = list(self._pending) + list(self._auth_pending)
-        self._pending.clear()
-        self._auth_pending.clear()
-        for request in in_flight:
+        for request in self._protocol.connection_lost():
             if request is self._close_request:
                 request.result.set(True)
             else:
                 request.result.set_exception(ConnectionLoss("connection lost"))
         if not self._closing:
             self._set_state(KeeperState.SUSPENDED)
-
-    def _next_xid(self):
-        self._xid = self._xid + 1 if self._xid < _MAX_XID else 1
-        return self._xid
 
     def _flush_queue(self):
         """Move queued requests onto the wire, and closeSession after them when closing."""
@@ -489,19 +435,11 @@ class Connection:
             self._wake_pending = False
             closing = self._closing
         for request in batch:
-            if request.opcode == OpCode.AUTH:
-                xid = XID_AUTH
-                self._auth_pending.append(request)
-            else:
-                xid = request.xid = self._next_xid()
-                self._pending.append(request)
-            self._out += frame(_HEADER.pack(xid, request.opcode) + request.payload)
+            self._out += self._protocol.send_request(request)
         if closing and self._close_request is None:
             self._close_request = Request(
                 OpCode.CLOSE_SESSION, b"", AsyncResult(self._callbacks.post))
-            self._close_request.xid = self._next_xid()
-            self._pending.append(self._close_request)
-            self._out += frame(_HEADER.pack(self._close_request.xid, OpCode.CLOSE_SESSION))
+            self._out += self._protocol.send_request(self._close_request)
         if self._out:
             self._last_send = time.monotonic()
             self._send()
@@ -511,21 +449,8 @@ class Connection:
         lists = self._registry.paths()
         if not any(lists):
             return
-        batches, current, size = [], ([], [], []), 0
-        for kind, paths in enumerate(lists):
-            for path in paths:
-                if size and size + len(path) > _SET_WATCHES_BATCH:
-                    batches.append(current)
-                    current, size = ([], [], []), 0
-                current[kind].append(path)
-                size += len(path)
-        batches.append(current)
-        for data, exist, child in batches:
-            body = SetWatches.build({
-                "relativeZxid": self.last_zxid, "dataWatches": data,
-                "existWatches": exist, "childWatches": child,
-            })
-            self._out += frame(_HEADER.pack(XID_SET_WATCHES, OpCode.SET_WATCHES) + body)
+        for data in self._protocol.set_watches_frames(*lists):
+            self._out += data
         log.debug("session 0x%x: re-registering %d watches", self.session_id,
                   sum(len(paths) for paths in lists))
 
@@ -551,57 +476,28 @@ class Connection:
         if not data:
             raise _Dropped("the server closed the connection")
         self._last_recv = time.monotonic()
-        buf = self._in
-        buf += data
-        offset, available = 0, len(buf)
-        while available - offset >= 4:
-            (length,) = _INT.unpack_from(buf, offset)
-            if length < 16 or length > _MAX_FRAME:
-                raise ProtocolError(f"bad frame length {length}")
-            end = offset + 4 + length
-            if end > available:
-                break
-            payload = bytes(buf[offset + 4:end])
-            offset = end
-            self._handle_frame(payload)
-            if self._close_done:
-                break
-        del buf[:offset]
+        protocol = self._protocol
+        protocol.receive_data(data)
+        while (event := protocol.next_event()) is not None:
+            self._handle_event(event)
+        if protocol.session_closed:
+            log.info("session 0x%x: closed", self.session_id)
 
-    def _handle_frame(self, payload):
-        (xid,) = _INT.unpack_from(payload)
-        if xid == XID_NOTIFICATION:
-            self._deliver_event(decode_reply(payload)[1])
-        elif xid == XID_PING:
+    def _handle_event(self, event):
+        kind = type(event)
+        if kind is Reply:
+            self._complete(event.request, event.err, event.body)
+        elif kind is Notification:
+            self._deliver_event(event.event)
+        elif kind is Pong:
             return
-        elif xid == XID_AUTH:
-            self._auth_answered(decode_reply(payload)[0].err)
-        elif xid == XID_SET_WATCHES:
-            header, _ = decode_reply(payload)
-            if header.err:
-                log.warning("session 0x%x: SetWatches failed with %d", self.session_id, header.err)
-            self._seen_zxid(header.zxid)
-        else:
-            if not self._pending:
-                raise ProtocolError(f"reply with xid {xid} but nothing in flight")
-            request = self._pending[0]
-            if request.xid != xid:
-                raise ProtocolError(f"reply xid {xid} out of order (expected {request.xid})")
-            self._pending.popleft()
-            try:
-                header, body = decode_reply(payload, request.opcode)
-            except MarshallingError as exc:
-                request.result.set_exception(exc)
-                return
-            self._seen_zxid(header.zxid)
-            self._complete(request, header.err, body)
-            if request is self._close_request:
-                self._close_done = True
-                log.info("session 0x%x: closed", self.session_id)
-
-    def _seen_zxid(self, zxid):
-        if zxid > self.last_zxid:
-            self.last_zxid = zxid
+        elif kind is AuthAnswered:
+            self._auth_answered(event.request, event.err)
+        elif kind is SetWatchesAnswered:
+            if event.err:
+                log.warning("session 0x%x: SetWatches failed with %d", self.session_id, event.err)
+        elif kind is UnreadableReply:
+            event.request.result.set_exception(event.error)
 
     def _complete(self, request, err, body):
         if err == 0:
@@ -620,11 +516,10 @@ class Connection:
         else:
             request.result.set_exception(error_from_code(err))
 
-    def _auth_answered(self, err):
-        if not self._auth_pending:
+    def _auth_answered(self, request, err):
+        if request is None:
             log.warning("session 0x%x: auth reply with no auth in flight", self.session_id)
             return
-        request = self._auth_pending.popleft()
         credential = request.credential
         if err == 0:
             with self._lock:
@@ -662,10 +557,8 @@ class Connection:
             self._terminal = terminal
             queued = list(self._queue)
             self._queue.clear()
-        for request in queued + list(self._pending) + list(self._auth_pending):
+        for request in queued + self._protocol.connection_lost():
             request.result.set_exception(type(terminal)(str(terminal)))
-        self._pending.clear()
-        self._auth_pending.clear()
         self.failure = terminal if not isinstance(terminal, ConnectionClosedError) else None
         self.session_id = 0
         self.passwd = _NO_PASSWORD
@@ -675,27 +568,19 @@ class Connection:
 
 
 def _read_frame(sock):
-    """One frame's payload from a blocking socket; None if closed before it starts."""
-    head = _recv_exact(sock, 4)
-    if head is None:
-        return None
+    """One whole frame, length prefix included, from a blocking socket.
+
+    None if the server closed before the frame started."""
+    try:
+        head = read_exact(sock, 4)
+    except PeerClosed as exc:
+        if exc.received == 0:
+            return None
+        raise _Dropped("connection closed inside a frame") from None
     (length,) = _INT.unpack(head)
-    if length < 0 or length > _MAX_FRAME:
+    if length < 0 or length > MAX_FRAME:
         raise _Dropped(f"bad frame length {length}")
-    payload = _recv_exact(sock, length)
-    if payload is None:
-        raise _Dropped("connection closed inside a frame")
-    return payload
-
-
-def _recv_exact(sock, count):
-    chunks, got = [], 0
-    while got < count:
-        chunk = sock.recv(count - got)
-        if not chunk:
-            if got == 0:
-                return None
-            raise _Dropped("connection closed inside a frame")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+    try:
+        return head + read_exact(sock, length)
+    except PeerClosed:
+        raise _Dropped("connection closed inside a frame") from None

@@ -9,13 +9,13 @@ launcher's process group, so killing that group never leaves a server behind.
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from nookeeper.client.fourletter import four_letter_word
 from nookeeper.config import ConfigError, load_config
 
 PROG = "nk-ensemble"
@@ -29,18 +29,6 @@ POLL_S = 0.1
 LEADER_POLL_S = 0.5
 _COLORS = ("36", "33", "35", "32", "34", "31")  # cyan, yellow, magenta, green, blue, red
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
-
-
-def four_letter_word(host, port, word, timeout=1.0):
-    """ZooKeeper's admin protocol: send the word, the server answers and closes."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(word.encode())
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks).decode(errors="replace")
-            chunks.append(chunk)
 
 
 class Member:
@@ -72,7 +60,8 @@ class Member:
     def ask(self, word):
         """The server's answer to a four-letter word, or None while it cannot answer."""
         try:
-            return four_letter_word(self.dial_host, self.config.client_port, word)
+            return four_letter_word(self.dial_host, self.config.client_port, word,
+                                    timeout=1.0)
         except OSError:
             return None
 

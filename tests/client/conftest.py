@@ -4,6 +4,7 @@ zookeeper            a started standalone ZooKeeper, killed at teardown (pass or
 zookeeper_factory    start more on demand, with other settings; all killed at teardown
 zookeeper_ensemble   a started 3-server ZooKeeper quorum, killed at teardown
 backend              parametrized over nookeeper and zookeeper: `.name`, `.hosts`, `.server`
+freezable_proxy      a FreezableProxy in front of the backend's server, to cut a client off
 
 All skip, with the reason, when java or the ZooKeeper jars are missing
 (`make compat-deps` installs Debian's zookeeper package).
@@ -15,6 +16,7 @@ test sees the same negotiated timeouts and expiry granularity on both backends.
 
 import pytest
 
+from freezable_proxy import FreezableProxy
 from zookeeper_harness import ZooKeeperEnsemble, ZooKeeperProcess, missing_zookeeper
 
 # Mirrors ServerProcess's defaults in tests/harness.py.
@@ -95,3 +97,13 @@ def backend(request):
     only the one this parameter needs is started."""
     fixture = "server" if request.param == "nookeeper" else "zookeeper"
     return Backend(request.param, request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def freezable_proxy(backend):
+    """A client given `freezable_proxy.hosts` reaches the backend through a proxy the
+    test can freeze (tests/freezable_proxy.py): the server stops hearing from it."""
+    host, port = backend.hosts.rsplit(":", 1)
+    proxy = FreezableProxy(host, int(port))
+    yield proxy
+    proxy.close()

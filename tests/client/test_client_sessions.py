@@ -29,7 +29,7 @@ def connect(backend):
     clients = []
 
     def make(**kwargs):
-        client = KeeperClient(backend.hosts, **{"timeout": 10, **kwargs})
+        client = KeeperClient(**{"hosts": backend.hosts, "timeout": 10, **kwargs})
         clients.append(client)
         client.start(timeout=30)
         return client
@@ -237,8 +237,8 @@ def test_a_server_that_accepts_and_never_answers_does_not_hold_the_client_for_th
             sock.close()
 
 
-def test_session_expiry_is_reported_as_lost_and_a_new_session_follows(connect):
-    client = connect(timeout=1.0)
+def test_session_expiry_is_reported_as_lost_and_a_new_session_follows(connect, freezable_proxy):
+    client = connect(timeout=1.0, hosts=freezable_proxy.hosts)
     observer = connect()
     states = States(client)
     old_session = client.client_id
@@ -250,12 +250,17 @@ def test_session_expiry_is_reported_as_lost_and_a_new_session_follows(connect):
     gone = threading.Event()
     observer.exists("/exp/eph", watch=lambda event: gone.set())
 
-    client._pause_io()
+    freezable_proxy.freeze()
     try:
-        assert gone.wait(20), "the server never expired the frozen session"
+        assert gone.wait(20), "the server never expired the cut-off session"
+        # Queued while a reconnect attempt is held, so that attempt, not a
+        # session timeout in the queue, decides the request's fate.
+        attempts = freezable_proxy.connections
+        wait_for(lambda: freezable_proxy.connections > attempts, timeout=10,
+                 message="the client's next attempt to reconnect")
         queued = client.get_async("/exp")
     finally:
-        client._resume_io()
+        freezable_proxy.thaw()
 
     states.wait_for(KeeperState.SUSPENDED, KeeperState.LOST, KeeperState.CONNECTED)
     with pytest.raises(SessionExpiredError):
@@ -274,8 +279,8 @@ def test_session_expiry_is_reported_as_lost_and_a_new_session_follows(connect):
     assert len(data_events.seen) == 1
 
 
-def test_restart_keeps_the_session_and_set_watches_catch_up(backend, connect):
-    client = connect()
+def test_restart_keeps_the_session_and_set_watches_catch_up(backend, connect, freezable_proxy):
+    client = connect(hosts=freezable_proxy.hosts)
     states = States(client)
     session = client.client_id
     client.create("/sw", b"0")
@@ -287,9 +292,9 @@ def test_restart_keeps_the_session_and_set_watches_catch_up(backend, connect):
     client.get_children("/sw/kids", watch=events)
     client.exists("/sw/unchanged", watch=events)
 
-    # Freeze the client so that the changes below happen while it is away;
+    # Cut the client off so that the changes below happen while it is away;
     # only SetWatches on the next connection can tell it about them.
-    client._pause_io()
+    freezable_proxy.freeze()
     try:
         backend.server.restart()
         writer = connect()
@@ -297,7 +302,7 @@ def test_restart_keeps_the_session_and_set_watches_catch_up(backend, connect):
         writer.create("/sw/new")
         writer.create("/sw/kids/k")
     finally:
-        client._resume_io()
+        freezable_proxy.thaw()
 
     states.wait_for(KeeperState.SUSPENDED, KeeperState.CONNECTED)
     assert client.client_id == session

@@ -110,7 +110,7 @@ def connect(backend):
     clients = []
 
     def make(**kwargs):
-        client = KeeperClient(backend.hosts, **{"timeout": 10, **kwargs})
+        client = KeeperClient(**{"hosts": backend.hosts, "timeout": 10, **kwargs})
         clients.append(client)
         client.start(timeout=15)
         return client
@@ -252,19 +252,19 @@ def test_lock_timeout_nonblocking_cancel_and_reacquire(connect):
     assert not other.is_acquired and held.contenders() == []
 
 
-def test_lock_is_lost_with_its_session(connect):
-    owner = connect(timeout=SHORT_SESSION)
+def test_lock_is_lost_with_its_session(connect, freezable_proxy):
+    owner = connect(timeout=SHORT_SESSION, hosts=freezable_proxy.hosts)
     rival = connect()
     lock = owner.Lock("/lost", "owner")
     states = []
     owner.add_listener(states.append)
     assert lock.acquire()
     waiting = in_thread(rival.Lock("/lost", "rival").acquire, timeout=20)
-    owner._pause_io()  # frozen: no pings, the server expires the session
+    freezable_proxy.freeze()  # cut off: no pings reach the server, which expires the session
     try:
         assert waiting.join(timeout=20) is True
     finally:
-        owner._resume_io()
+        freezable_proxy.thaw()
     wait_for(lambda: KeeperState.LOST in states, message="owner sees LOST")
     wait_for(lambda: not lock.is_acquired, message="lock marked lost")
     assert lock.release() is False
