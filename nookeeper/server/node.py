@@ -43,7 +43,7 @@ def _handshake_wait_s(requested_timeout_ms):
 
 
 class ServerNode:
-    def __init__(self, config, network=None):
+    def __init__(self, config):
         self.config = config
         self.stats = ServerStats()
         self._stopping = threading.Event()
@@ -52,7 +52,7 @@ class ServerNode:
         self._last_session_id = _signed64(
             ((now_ms() << 24) & _U64) >> 8 | (config.server_id << 56)
         )
-        self.pipeline = Pipeline(config, self.wal, self.stats, self.fatal, network)
+        self.pipeline = Pipeline(config, self.wal, self.stats, self.fatal)
         self.state = self.pipeline.state
         self.replication = self.pipeline.zab
         self.client_port = make_client_port(self, config.client_host, config.client_port)
