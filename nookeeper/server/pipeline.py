@@ -68,18 +68,7 @@ class Pipeline:
         self.stats = stats
         self.state = state = ServerState(config.tick_ms)
         store = SnapshotStore(wal)
-        snap_zxid = _load_snapshot(store, state)
-        entries = [(record.zxid, record.body) for record in wal.records(after_zxid=snap_zxid)]
-        accepted = int(wal.get_meta(META_ACCEPTED, 0))
-        current = int(wal.get_meta(META_CURRENT, 0))
-        members = config.members or {config.server_id: None}
-        core = Peer(config.server_id, members, accepted, current, entries,
-                    Limits(init=config.init_limit, sync=config.sync_limit, finalize=1,
-                           diff_window=config.snapshot_every_txns),
-                    snap_zxid=snap_zxid, stamp=stamp)
-        log.info("log holds %d txns after the snapshot at zxid %s, up to zxid %s; "
-                 "accepted epoch %d, current epoch %d",
-                 len(entries), fmt(snap_zxid), fmt(core.last_zxid), accepted, current)
+        core = _recovered_core(config, wal, store, state)
 
         # The stages, from the disk up; each hands its records to the next through `zab.post`.
         self.commit = CommitStage(state, stats, fatal)
@@ -90,9 +79,10 @@ class Pipeline:
                                   config.snapshot_retain_count,
                                   lambda zxid, gen: self.zab.post(Snapshotted(zxid, gen)))
         self.commit.on_applied = snapshotter.applied
-        if network is None and len(members) > 1:
-            network = PeerPort(config.server_id, members, (config.peer_host, config.peer_port),
-                               lambda sid, message, more: self.zab.post(PeerMessage(sid, message, more)),
+        if network is None and len(core.members) > 1:
+            network = PeerPort(config.server_id, config.members,
+                               (config.peer_host, config.peer_port),
+                               lambda sid, msg, more: self.zab.post(PeerMessage(sid, msg, more)),
                                lambda sid: self.zab.post(LinkDown(sid)))
         self.zab = Replication(core, config.tick_ms, writer, applier, store, snapshotter, stats,
                                fatal, state.sessions_alive, network)
@@ -164,6 +154,24 @@ class Pipeline:
     @property
     def last_zxid(self):
         return self.state.tree.last_zxid
+
+
+def _recovered_core(config, wal, store, state):
+    """The ZAB core as the disk left it: the tree is the newest snapshot, the
+    log after it is handed to the core, which applies it once it has a leader."""
+    snap_zxid = _load_snapshot(store, state)
+    entries = [(record.zxid, record.body) for record in wal.records(after_zxid=snap_zxid)]
+    accepted = int(wal.get_meta(META_ACCEPTED, 0))
+    current = int(wal.get_meta(META_CURRENT, 0))
+    members = config.members or {config.server_id: None}
+    core = Peer(config.server_id, members, accepted, current, entries,
+                Limits(init=config.init_limit, sync=config.sync_limit, finalize=1,
+                       diff_window=config.snapshot_every_txns),
+                snap_zxid=snap_zxid, stamp=stamp)
+    log.info("log holds %d txns after the snapshot at zxid %s, up to zxid %s; "
+             "accepted epoch %d, current epoch %d",
+             len(entries), fmt(snap_zxid), fmt(core.last_zxid), accepted, current)
+    return core
 
 
 def _load_snapshot(store, state):
