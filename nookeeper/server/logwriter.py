@@ -7,13 +7,13 @@ the same queue and the caller blocks until they are durable, because ZAB
 may only speak (ack an epoch, ack NEWLEADER) after them.
 
 Normally the wal-writer thread does all of it. When nothing is queued or
-being written, a peer reader that stepped ZAB to an append and has no
-further message in hand may keep that append and write it itself once it
-has let go of the ZAB core (as the Applier lets it keep a commit): on a
-quiet follower the Proposal's fsync then starts without a thread hand-off.
-Whoever writes holds `_writing`, so an append queued behind a kept one
-waits for it; a reader with more input in hand queues, so that the appends
-of a burst still share one group commit.
+being written, the thread that stepped ZAB to an append may keep it and
+write it itself once it has let go of the ZAB core (as the Applier lets it
+keep a commit): on a quiet follower the Proposal's fsync then starts
+without a thread hand-off. Whoever writes holds `_writing`, so an append
+queued behind a kept one waits for it. Which appends are kept is ZAB's
+shell's choice (server/replication.py): only on a quiet server, so that
+the appends of a burst still share one group commit.
 """
 
 import logging

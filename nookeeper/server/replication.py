@@ -300,8 +300,12 @@ class Replication:
                 if self.role == LEADING:
                     for zxid, _payload in action.entries:
                         self.stats.proposed(zxid)
+                # Kept only while nothing logged awaits its commit: a reader
+                # busy with an fsync would hold back the Commits (or Acks) of
+                # the other writes in flight, and with them their replies.
+                core = self.core
                 self.writer.persist(action.entries, action.generation, action.upto,
-                                    self._may_keep_append)
+                                    self._may_keep_append and core.commit_zxid >= core.logged_zxid)
             elif kind is act.Apply:
                 self.applier.hand_over(Committed(action.entries), self._may_keep)
             elif kind is act.SessionsAlive:
