@@ -15,26 +15,13 @@ import threading
 from nookeeper.errors import ZooKeeperError
 from nookeeper.server.connection import Connection
 from nookeeper.server.fourletter import FOUR_LETTER_CODES, run_four_letter_word
-from nookeeper.sockio import PeerClosed as ClientGone, read_exact
+from nookeeper.sockio import BufferedReader, PeerClosed, read_exact
 from nookeeper.wire.client import decode_connect_request, decode_request_header
 
 log = logging.getLogger("nookeeper.clientport")
 
 HANDSHAKE_TIMEOUT_S = 10.0
 _LENGTH = struct.Struct(">i")
-
-
-def reader_of(sock):
-    """read(count) through a buffer: pipelined requests arrive in one recv, not two each."""
-    stream = sock.makefile("rb", buffering=65536)
-
-    def read(count):
-        data = stream.read(count)
-        if len(data) != count:
-            raise ClientGone(len(data), count)
-        return data
-
-    return read
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -57,13 +44,14 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             sock.settimeout(None)
             conn.start_sending()
-            read = reader_of(sock)
+            # Through a buffer: pipelined requests arrive in one recv, not two each.
+            read = BufferedReader(sock).read
             while not conn.closed:
                 payload = self._frame(node, read(4), peer, read)
                 xid, opcode, body = decode_request_header(payload)
                 node.pipeline.touch(conn.session_id)
                 conn.handle(xid, opcode, body)
-        except ClientGone as exc:
+        except PeerClosed as exc:
             log.debug("client %s gone: %s", peer, exc)
         except socket.timeout:
             log.info("client %s sent no handshake within %.0fs; closing", peer, HANDSHAKE_TIMEOUT_S)
