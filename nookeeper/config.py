@@ -21,6 +21,7 @@ _KEYS = (
     "max_frame_bytes", "max_connections_per_ip", "max_connections",
     "four_letter_words", "super_digest", "log_level", "log_file",
     "snapshot_every_txns", "snapshot_retain_count", "metrics_address",
+    "container_check_interval_ms", "container_max_per_minute", "container_max_never_used_ms",
 )
 _REQUIRED = ("server_id", "client_address", "data_dir")
 
@@ -64,6 +65,10 @@ class ServerConfig:
     snapshot_retain_count: int = 3      # snapshots kept (with the log after the oldest)
     metrics_host: str | None = None     # Prometheus endpoint; None: off
     metrics_port: int | None = None
+    # ZooKeeper's znode.container.checkIntervalMs, .maxPerMinute, .maxNeverUsedIntervalMs (0: never)
+    container_check_interval_ms: int = 60000
+    container_max_per_minute: int = 10000
+    container_max_never_used_ms: int = 0
 
     @property
     def is_standalone(self) -> bool:
@@ -243,6 +248,10 @@ def load_config(path) -> ServerConfig:
     snapshot_every = optional("snapshot_every_txns", 100000, positive)
     snapshot_retain = optional("snapshot_retain_count", 3, positive)
     metrics = optional("metrics_address", None, check.address)
+    container_interval = optional("container_check_interval_ms", 60000, positive)
+    container_rate = optional("container_max_per_minute", 10000, positive)
+    container_never_used = optional("container_max_never_used_ms", 0,
+                                    lambda k, v: check.integer(k, v, 0))
     # Last, so that a file with any other mistake leaves no directory behind.
     data_dir = _data_dir(check, doc["data_dir"])
 
@@ -271,4 +280,7 @@ def load_config(path) -> ServerConfig:
         snapshot_retain_count=snapshot_retain,
         metrics_host=metrics[0] if metrics else None,
         metrics_port=metrics[1] if metrics else None,
+        container_check_interval_ms=container_interval,
+        container_max_per_minute=container_rate,
+        container_max_never_used_ms=container_never_used,
     )

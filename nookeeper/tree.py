@@ -522,15 +522,20 @@ class DataTree:
         return sum(len(path) + (len(node.data) if node.data else 0)
                    for path, node in self._nodes.items())
 
-    def reapable(self, now_ms):
+    def reapable(self, now_ms, max_never_used_ms=0):
         """Paths the reaper should delete: childless containers that once had
-        a child, and childless TTL nodes unmodified for longer than their TTL."""
+        a child (or, with max_never_used_ms, never had one for that long since
+        they were created), and childless TTL nodes unmodified for longer than
+        their TTL."""
         found = []
         for path, node in self._nodes.items():
             if node.children:
                 continue
             ttl = node.ttl
-            if (node.is_container and node.child_creates != 0) or (
-                    ttl is not None and now_ms - node.mtime > ttl):
+            if node.is_container:
+                if node.child_creates != 0 or (
+                        max_never_used_ms and now_ms - node.ctime > max_never_used_ms):
+                    found.append(path)
+            elif ttl is not None and now_ms - node.mtime > ttl:
                 found.append(path)
         return sorted(found)

@@ -27,7 +27,6 @@ import time
 from nookeeper import acl
 from nookeeper.errors import (
     AuthFailedError,
-    ReconfigDisabledError,
     SessionExpiredError,
     UnimplementedError,
     ZooKeeperError,
@@ -238,9 +237,9 @@ class Connection:
             self.closing_session = True
             return Request(xid, opcode, kind, None, body, received, is_write=True,
                            close_after=True)
-        if kind == ops.DISABLED:
+        if kind == ops.REFUSED:
             return Request(xid, opcode, kind, None, body, received,
-                           error=ReconfigDisabledError.code)
+                           error=ops.BY_CODE[opcode].refusal)
         if kind == ops.UNSUPPORTED:
             log.warning("%r: unknown or unsupported opcode %d (xid %d); closing", self, opcode, xid)
             self.send(encode_reply(xid, -1, UnimplementedError.code))

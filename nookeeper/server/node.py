@@ -18,6 +18,7 @@ from construct import Container
 
 from nookeeper.server.clientport import make_client_port
 from nookeeper.server.pipeline import Pipeline
+from nookeeper.server.reaper import ContainerReaper
 from nookeeper.server.state import now_ms
 from nookeeper.server.stats import ServerStats
 from nookeeper.wire.ops import CREATE_SESSION
@@ -55,6 +56,9 @@ class ServerNode:
         self.pipeline = Pipeline(config, self.wal, self.stats, self.fatal)
         self.state = self.pipeline.state
         self.replication = self.pipeline.zab
+        self.reaper = ContainerReaper(self.pipeline, config.container_check_interval_ms,
+                                      config.container_max_per_minute,
+                                      config.container_max_never_used_ms)
         self.client_port = make_client_port(self, config.client_host, config.client_port)
         self._threads = []
 
@@ -66,9 +70,10 @@ class ServerNode:
 
     def start(self):
         self.pipeline.start()
-        for target, name in ((self.client_port.serve_forever, "client-port"),
-                             (self._expire_loop, "session-expirer")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        for target, name, args in ((self.client_port.serve_forever, "client-port", ()),
+                                   (self._expire_loop, "session-expirer", ()),
+                                   (self.reaper.run, "container-reaper", (self._stopping,))):
+            thread = threading.Thread(target=target, name=name, args=args, daemon=True)
             thread.start()
             self._threads.append(thread)
         host, port = self.client_address

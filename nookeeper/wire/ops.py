@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from construct import Construct
 
+from nookeeper.errors import BadArgumentsError, ReconfigDisabledError
 from nookeeper.wire import records as r
 
 
@@ -65,7 +66,7 @@ SESSION = "session"          # closeSession: the txn that ends the session
 WATCHES = "watches"          # setWatches(2): a reconnecting client's watches restored
 AUTH = "auth"                # addAuth: identities for the connection
 PING = "ping"
-DISABLED = "disabled"        # reconfig: refused with RECONFIGDISABLED
+REFUSED = "refused"          # answered with the op's refusal error; the connection stays
 UNSUPPORTED = "unsupported"  # answered UNIMPLEMENTED, and the connection closed
 
 
@@ -78,6 +79,7 @@ class Op(NamedTuple):
     request: Construct | None = None  # the body a client sends; None: header only, or never sent
     reply: Construct | None = None    # the body of a successful reply; None: header only
     sub_of: int | None = None         # MULTI or MULTI_READ when it may be one of their sub-ops
+    refusal: int | None = None        # REFUSED ops: the error code they are answered with
 
 
 _C = OpCode
@@ -101,14 +103,16 @@ _ROWS = (
     Op(_C.CHECK, "check", "UNKN", UNSUPPORTED, True, r.CheckVersionRequest, None, _C.MULTI),
     Op(_C.MULTI, "multi", "MULT", WRITE, True),
     Op(_C.CREATE2, "create2", "CREA", WRITE, True, r.CreateRequest, r.Create2Response, _C.MULTI),
-    Op(_C.RECONFIG, "reconfig", "UNKN", DISABLED, True, r.ReconfigRequest, r.GetDataResponse),
+    Op(_C.RECONFIG, "reconfig", "UNKN", REFUSED, True, r.ReconfigRequest, r.GetDataResponse,
+       refusal=ReconfigDisabledError.code),
     Op(_C.CHECK_WATCHES, "checkWatches", "UNKN", READ, False, r.CheckWatchesRequest),
     Op(_C.REMOVE_WATCHES, "removeWatches", "UNKN", READ, False, r.RemoveWatchesRequest),
     Op(_C.CREATE_CONTAINER, "createContainer", "CREA", WRITE, True, r.CreateRequest,
        r.Create2Response, _C.MULTI),
-    # Proposed by a reaper, never taken from a client.
-    Op(_C.DELETE_CONTAINER, "deleteContainer", "UNKN", UNSUPPORTED, True,
-       r.DeleteContainerRequest),
+    # Proposed by the leader's reaper. ZooKeeper 3.8 reads the body as a bare
+    # path, which a client's jute-framed request is not a valid one: BADARGUMENTS.
+    Op(_C.DELETE_CONTAINER, "deleteContainer", "UNKN", REFUSED, True, r.DeleteContainerRequest,
+       refusal=BadArgumentsError.code),
     Op(_C.CREATE_TTL, "createTTL", "CREA", WRITE, True, r.CreateTTLRequest, r.Create2Response,
        _C.MULTI),
     Op(_C.MULTI_READ, "multiRead", "MLTR", READ, False),

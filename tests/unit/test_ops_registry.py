@@ -55,9 +55,10 @@ def test_event_types_are_zookeepers_and_the_clients():
 
 def test_rows_are_well_formed():
     kinds = {ops.WRITE, ops.READ, ops.SYNC, ops.SESSION, ops.WATCHES, ops.AUTH, ops.PING,
-             ops.DISABLED, ops.UNSUPPORTED}
+             ops.REFUSED, ops.UNSUPPORTED}
     for op in ops.OPS:
         assert op.kind in kinds, op
+        assert (op.refusal is not None) == (op.kind == ops.REFUSED), op
         assert len(op.tag) == 4 and op.tag.isupper(), op
         assert op.sub_of in (None, OpCode.MULTI, OpCode.MULTI_READ), op
     assert ops.BY_CODE[OpCode.SET_DATA].name == "setData"
@@ -96,7 +97,7 @@ def test_txn_types_are_the_ops_the_tree_applies():
                                            OpCode.CLOSE_SESSION}
     assert ops.TXN_TYPES == applied | {OpCode.RECONFIG}
     assert ops.codes_of(ops.WRITE) | ops.codes_of(ops.SESSION) <= ops.TXN_TYPES
-    assert ops.BY_CODE[OpCode.RECONFIG].kind == ops.DISABLED
+    assert ops.BY_CODE[OpCode.RECONFIG].kind == ops.REFUSED
 
 
 def test_multi_sub_ops_are_write_txns_and_multi_read_sub_ops_reads():
@@ -115,7 +116,7 @@ def test_the_registry_is_pure():
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True, cwd=PACKAGE.parent).stdout.split()
     ours = {name for name in loaded if name.startswith("nookeeper")}
-    assert ours <= {"nookeeper", "nookeeper.wire", "nookeeper.wire.jute",
+    assert ours <= {"nookeeper", "nookeeper.errors", "nookeeper.wire", "nookeeper.wire.jute",
                     "nookeeper.wire.records", "nookeeper.wire.ops"}
     assert not {"socket", "threading", "sqlite3"} & set(loaded)
 

@@ -1,0 +1,108 @@
+"""Containers, as ZooKeeper reaps them: the same story told to nookeeper and to
+Apache ZooKeeper 3.8 (a short check interval for both) must read the same."""
+
+import threading
+import time
+
+import pytest
+from kazoo.client import KazooClient
+
+from rawclient import RawClient
+from zookeeper_harness import ZooKeeperProcess, missing_zookeeper
+from nookeeper.wire.ops import OpCode
+
+INTERVAL_MS = 300
+OPEN_ACL = [{"perms": 31, "id": {"scheme": "world", "id": "anyone"}}]
+
+
+def create_container(raw, path):
+    header, _ = raw.call(OpCode.CREATE_CONTAINER,
+                         {"path": path, "data": b"", "acl": OPEN_ACL, "flags": 4})
+    return header.err
+
+
+def delete_container(raw, path):
+    header, _ = raw.call(OpCode.DELETE_CONTAINER, {"path": path})
+    return header.err
+
+
+def wait_until(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def container_story(port):
+    """What a client sees of containers on the server at port, as a list of facts."""
+    facts = []
+    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=10)
+    zk.start(timeout=10)
+    raw = RawClient(port)
+    try:
+        facts.append(("create container /c", create_container(raw, "/c")))
+        facts.append(("container's ephemeralOwner", zk.exists("/c").ephemeralOwner))
+        zk.create("/c/x")
+        events = []
+        fired = threading.Event()
+        zk.exists("/c", watch=lambda event: (events.append(event.type), fired.set()))
+        zk.delete("/c/x")
+        facts.append(("emptied container reaped", wait_until(lambda: zk.exists("/c") is None,
+                                                             timeout=10)))
+        fired.wait(5)
+        facts.append(("watch on it", events))
+        facts.append(("create container /never", create_container(raw, "/never")))
+        time.sleep(4 * INTERVAL_MS / 1000)
+        facts.append(("never-used container kept", zk.exists("/never") is not None))
+        facts.append(("client's deleteContainer of it", delete_container(raw, "/never")))
+        facts.append(("gone after", zk.exists("/never") is None))
+        zk.create("/plain")
+        facts.append(("client's deleteContainer of a plain node", delete_container(raw, "/plain")))
+        facts.append(("plain node kept", zk.exists("/plain") is not None))
+        create_container(raw, "/full")
+        zk.create("/full/child")
+        facts.append(("client's deleteContainer of a full one", delete_container(raw, "/full")))
+    finally:
+        raw.close()
+        zk.stop()
+        zk.close()
+    return facts
+
+
+def test_containers_are_reaped_as_zookeeper_reaps_them(server_factory, tmp_path):
+    server = server_factory(container_check_interval_ms=INTERVAL_MS)
+    ours = container_story(server.port)
+    assert ("emptied container reaped", True) in ours
+    assert ("watch on it", ["DELETED"]) in ours
+    assert ("never-used container kept", True) in ours
+    # A client's deleteContainer is refused as ZooKeeper 3.8 refuses it, and the connection stays.
+    assert ("client's deleteContainer of it", -8) in ours
+    assert ("client's deleteContainer of a full one", -8) in ours
+    if missing_zookeeper():
+        pytest.skip(f"Apache ZooKeeper unavailable: {missing_zookeeper()}")
+    zk = ZooKeeperProcess(tmp_path / "zk", tick_ms=200,
+                          jvm_flags=(f"-Dznode.container.checkIntervalMs={INTERVAL_MS}",))
+    try:
+        zk.start()
+        theirs = container_story(zk.port)
+    finally:
+        zk.kill()
+    assert ours == theirs
+
+
+def test_the_reaper_leaves_a_never_used_container_until_max_never_used(server_factory):
+    server = server_factory(container_check_interval_ms=INTERVAL_MS,
+                            container_max_never_used_ms=500)
+    raw = RawClient(server.port)
+    zk = KazooClient(hosts=server.hosts, timeout=10)
+    zk.start(timeout=10)
+    try:
+        assert create_container(raw, "/idle") == 0
+        assert zk.exists("/idle") is not None
+        assert wait_until(lambda: zk.exists("/idle") is None, timeout=10)
+    finally:
+        raw.close()
+        zk.stop()
+        zk.close()
