@@ -22,6 +22,7 @@ _KEYS = (
     "four_letter_words", "super_digest", "log_level", "log_file",
     "snapshot_every_txns", "snapshot_retain_count", "metrics_address",
     "container_check_interval_ms", "container_max_per_minute", "container_max_never_used_ms",
+    "ttl_nodes",
 )
 _REQUIRED = ("server_id", "client_address", "data_dir")
 
@@ -69,6 +70,7 @@ class ServerConfig:
     container_check_interval_ms: int = 60000
     container_max_per_minute: int = 10000
     container_max_never_used_ms: int = 0
+    ttl_nodes: bool = True  # ZooKeeper's zookeeper.extendedTypesEnabled
 
     @property
     def is_standalone(self) -> bool:
@@ -95,6 +97,11 @@ class _Checker:
             if high is None:
                 self.fail(key, f"must be at least {low}, got {value}")
             self.fail(key, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def boolean(self, key, value):
+        if not isinstance(value, bool):
+            self.fail(key, f"expected true or false, got {_describe(value)}")
         return value
 
     def string(self, key, value):
@@ -252,6 +259,7 @@ def load_config(path) -> ServerConfig:
     container_rate = optional("container_max_per_minute", 10000, positive)
     container_never_used = optional("container_max_never_used_ms", 0,
                                     lambda k, v: check.integer(k, v, 0))
+    ttl_nodes = optional("ttl_nodes", True, check.boolean)
     # Last, so that a file with any other mistake leaves no directory behind.
     data_dir = _data_dir(check, doc["data_dir"])
 
@@ -283,4 +291,5 @@ def load_config(path) -> ServerConfig:
         container_check_interval_ms=container_interval,
         container_max_per_minute=container_rate,
         container_max_never_used_ms=container_never_used,
+        ttl_nodes=ttl_nodes,
     )

@@ -157,10 +157,21 @@ class Node:
         }
 
 
+def creates_ttl(op, request):
+    """Whether a write creates a TTL node (createTTL, or a TTL mode in a
+    create or in a multi's sub-op): a server with TTL nodes off refuses it
+    before it becomes a txn, so every tree applies TTL creates alike."""
+    if op == OpCode.MULTI:
+        return any(creates_ttl(sub.type, sub.request) for sub in request or ())
+    if op == OpCode.CREATE_TTL:
+        return True
+    return op in (OpCode.CREATE, OpCode.CREATE2) and request.flags in (5, 6)
+
+
 class DataTree:
     """All znodes keyed by path, plus the sessions and their ephemerals."""
 
-    def __init__(self, ttl_enabled=False):
+    def __init__(self, ttl_enabled=True):
         self.ttl_enabled = ttl_enabled
         self.last_zxid = 0
         self.sessions = {}

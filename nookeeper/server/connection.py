@@ -32,6 +32,7 @@ from nookeeper.errors import (
     ZooKeeperError,
 )
 from nookeeper.server.ordering import OutOfOrder, Request, RequestOrder, Submit
+from nookeeper.tree import creates_ttl
 from nookeeper.wire import ops
 from nookeeper.wire.client import (
     XID_AUTH,
@@ -257,6 +258,9 @@ class Connection:
             if not self.pipeline.state.session_is_live(self.session_id):
                 return Request(xid, opcode, kind, decoded, body, received,
                                error=SessionExpiredError.code)
+            if not self.pipeline.config.ttl_nodes and creates_ttl(opcode, decoded):
+                return Request(xid, opcode, kind, decoded, body, received,
+                               error=UnimplementedError.code)
             return Request(xid, opcode, kind, decoded, body, received, is_write=True)
         return Request(xid, opcode, kind, decoded, body, received, is_write=kind == ops.SYNC)
 

@@ -106,3 +106,67 @@ def test_the_reaper_leaves_a_never_used_container_until_max_never_used(server_fa
         raw.close()
         zk.stop()
         zk.close()
+
+
+def create_ttl(raw, path, ttl, flags=5):
+    header, body = raw.call(OpCode.CREATE_TTL, {"path": path, "data": b"", "acl": OPEN_ACL,
+                                                "flags": flags, "ttl": ttl})
+    return header.err, None if body is None else body.path
+
+
+def ttl_story(port):
+    """What a client sees of TTL nodes on the server at port."""
+    facts = []
+    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=10)
+    zk.start(timeout=10)
+    raw = RawClient(port)
+    try:
+        facts.append(("createTTL /t", create_ttl(raw, "/t", 600)))
+        facts.append(("its ephemeralOwner", zk.exists("/t").ephemeralOwner))
+        facts.append(("createTTL in a mode without TTL", create_ttl(raw, "/bad", 600, flags=0)[0]))
+        facts.append(("createTTL with ttl 0", create_ttl(raw, "/bad", 0)[0]))
+        facts.append(("sequential TTL", create_ttl(raw, "/s-", 600, flags=6)))
+        zk.create("/t/child")
+        facts.append(("the TTL node with a child", zk.exists("/t") is not None))
+        time.sleep(1.0 + 2 * INTERVAL_MS / 1000)
+        facts.append(("kept while it has a child", zk.exists("/t") is not None))
+        zk.delete("/t/child")
+        facts.append(("reaped once childless and older than its TTL",
+                      wait_until(lambda: zk.exists("/t") is None, timeout=10)))
+        facts.append(("the sequential one reaped too",
+                      wait_until(lambda: zk.exists("/s-0000000001") is None, timeout=10)))
+    finally:
+        raw.close()
+        zk.stop()
+        zk.close()
+    return facts
+
+
+def test_ttl_nodes_behave_as_zookeepers(server_factory, tmp_path):
+    server = server_factory(container_check_interval_ms=INTERVAL_MS)
+    ours = ttl_story(server.port)
+    assert ("reaped once childless and older than its TTL", True) in ours
+    assert ("kept while it has a child", True) in ours
+    if missing_zookeeper():
+        pytest.skip(f"Apache ZooKeeper unavailable: {missing_zookeeper()}")
+    zk = ZooKeeperProcess(tmp_path / "zk", tick_ms=200,
+                          jvm_flags=(f"-Dznode.container.checkIntervalMs={INTERVAL_MS}",
+                                     "-Dzookeeper.extendedTypesEnabled=true"))
+    try:
+        zk.start()
+        theirs = ttl_story(zk.port)
+    finally:
+        zk.kill()
+    assert ours == theirs
+
+
+def test_a_server_with_ttl_nodes_off_refuses_them_before_they_are_txns(server_factory):
+    server = server_factory(ttl_nodes=False)
+    raw = RawClient(server.port)
+    try:
+        assert create_ttl(raw, "/t", 600)[0] == -6  # UNIMPLEMENTED, as ZooKeeper without extended types
+        header, _ = raw.call(OpCode.CREATE, {"path": "/p", "data": b"", "acl": OPEN_ACL,
+                                             "flags": 0})
+        assert header.err == 0  # the connection stays and serves
+    finally:
+        raw.close()

@@ -207,6 +207,10 @@ def test_wrong_type(write, minimal, key, value):
     ("super_digest", "nocolon"),
     ("super_digest", "super:notbase64!"),
     ("super_digest", "super:c2hvcnQ="),
+    ("container_check_interval_ms", 0),
+    ("container_max_per_minute", -5),
+    ("container_max_never_used_ms", -1),
+    ("ttl_nodes", "yes"),
 ])
 def test_bad_value(write, minimal, key, value):
     assert error(write, dict(minimal, **{key: value})).key == key
