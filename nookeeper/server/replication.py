@@ -63,7 +63,6 @@ class Replication:
     def __init__(self, core, tick_ms, writer, applier, store, snapshotter, stats, fatal,
                  on_sessions_alive, peers=None):
         self.core = core
-        self.sid = core.sid
         self.standalone = peers is None
         self.tick_ms = tick_ms
         self.writer = writer

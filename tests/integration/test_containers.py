@@ -1,12 +1,14 @@
 """Containers, as ZooKeeper reaps them: the same story told to nookeeper and to
 Apache ZooKeeper 3.8 (a short check interval for both) must read the same."""
 
+import contextlib
 import threading
 import time
 
 import pytest
 from kazoo.client import KazooClient
 
+from harness import wait_for
 from rawclient import RawClient
 from zookeeper_harness import ZooKeeperProcess, missing_zookeeper
 from nookeeper.wire.ops import OpCode
@@ -26,22 +28,32 @@ def delete_container(raw, path):
     return header.err
 
 
-def wait_until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+def eventually(predicate, timeout):
+    """A fact for a story: whether predicate came true within timeout."""
+    try:
+        return bool(wait_for(predicate, timeout))
+    except AssertionError:
+        return False
+
+
+@contextlib.contextmanager
+def clients(port):
+    """kazoo for what it offers, a raw client for the opcodes it lacks."""
+    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=10)
+    zk.start(timeout=10)
+    raw = RawClient(port)
+    try:
+        yield zk, raw
+    finally:
+        raw.close()
+        zk.stop()
+        zk.close()
 
 
 def container_story(port):
     """What a client sees of containers on the server at port, as a list of facts."""
     facts = []
-    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=10)
-    zk.start(timeout=10)
-    raw = RawClient(port)
-    try:
+    with clients(port) as (zk, raw):
         facts.append(("create container /c", create_container(raw, "/c")))
         facts.append(("container's ephemeralOwner", zk.exists("/c").ephemeralOwner))
         zk.create("/c/x")
@@ -49,7 +61,7 @@ def container_story(port):
         fired = threading.Event()
         zk.exists("/c", watch=lambda event: (events.append(event.type), fired.set()))
         zk.delete("/c/x")
-        facts.append(("emptied container reaped", wait_until(lambda: zk.exists("/c") is None,
+        facts.append(("emptied container reaped", eventually(lambda: zk.exists("/c") is None,
                                                              timeout=10)))
         fired.wait(5)
         facts.append(("watch on it", events))
@@ -64,10 +76,6 @@ def container_story(port):
         create_container(raw, "/full")
         zk.create("/full/child")
         facts.append(("client's deleteContainer of a full one", delete_container(raw, "/full")))
-    finally:
-        raw.close()
-        zk.stop()
-        zk.close()
     return facts
 
 
@@ -95,17 +103,10 @@ def test_containers_are_reaped_as_zookeeper_reaps_them(server_factory, tmp_path)
 def test_the_reaper_leaves_a_never_used_container_until_max_never_used(server_factory):
     server = server_factory(container_check_interval_ms=INTERVAL_MS,
                             container_max_never_used_ms=500)
-    raw = RawClient(server.port)
-    zk = KazooClient(hosts=server.hosts, timeout=10)
-    zk.start(timeout=10)
-    try:
+    with clients(server.port) as (zk, raw):
         assert create_container(raw, "/idle") == 0
         assert zk.exists("/idle") is not None
-        assert wait_until(lambda: zk.exists("/idle") is None, timeout=10)
-    finally:
-        raw.close()
-        zk.stop()
-        zk.close()
+        assert eventually(lambda: zk.exists("/idle") is None, timeout=10)
 
 
 def create_ttl(raw, path, ttl, flags=5):
@@ -117,10 +118,7 @@ def create_ttl(raw, path, ttl, flags=5):
 def ttl_story(port):
     """What a client sees of TTL nodes on the server at port."""
     facts = []
-    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=10)
-    zk.start(timeout=10)
-    raw = RawClient(port)
-    try:
+    with clients(port) as (zk, raw):
         facts.append(("createTTL /t", create_ttl(raw, "/t", 600)))
         facts.append(("its ephemeralOwner", zk.exists("/t").ephemeralOwner))
         facts.append(("createTTL in a mode without TTL", create_ttl(raw, "/bad", 600, flags=0)[0]))
@@ -132,13 +130,9 @@ def ttl_story(port):
         facts.append(("kept while it has a child", zk.exists("/t") is not None))
         zk.delete("/t/child")
         facts.append(("reaped once childless and older than its TTL",
-                      wait_until(lambda: zk.exists("/t") is None, timeout=10)))
+                      eventually(lambda: zk.exists("/t") is None, timeout=10)))
         facts.append(("the sequential one reaped too",
-                      wait_until(lambda: zk.exists("/s-0000000001") is None, timeout=10)))
-    finally:
-        raw.close()
-        zk.stop()
-        zk.close()
+                      eventually(lambda: zk.exists("/s-0000000001") is None, timeout=10)))
     return facts
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from construct import Container as C
 
+from harness import wait_for
 from nookeeper.config import ServerConfig
 from nookeeper.server.connection import Connection
 from nookeeper.server.events import LinkDown, PeerMessage
@@ -110,14 +111,6 @@ class Ensemble:
         for wal in self.wals.values():
             wal.close()
 
-    def wait_for(self, predicate, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.01)
-        return False
-
     def serving(self):
         return [sid for sid, p in self.pipelines.items() if p.state.serving]
 
@@ -133,7 +126,7 @@ def ensemble(tmp_path):
     def make(n=3):
         e = Ensemble(tmp_path, n)
         made.append(e)
-        assert e.wait_for(lambda: len(e.serving()) == n and e.leader() is not None), \
+        assert wait_for(lambda: len(e.serving()) == n and e.leader() is not None), \
             "no leader in 10 s"
         return e
 
@@ -173,7 +166,7 @@ def test_a_write_through_a_follower_is_stamped_logged_and_applied_everywhere(ens
     assert outcome.err == 0
     assert txn.zxid > 0 and txn.time >= before  # stamped by the leader's core, with its clock
     for sid, other in e.pipelines.items():
-        assert e.wait_for(lambda o=other: o.state.tree.last_zxid >= txn.zxid), sid
+        assert wait_for(lambda o=other: o.state.tree.last_zxid >= txn.zxid), sid
         assert other.state.tree.get_data("/a", ())[0] == b"x"
         logged = [r.zxid for r in e.wals[sid].records(after_zxid=0)]
         assert txn.zxid in logged, f"server {sid} did not log {txn.zxid:#x}"
@@ -221,16 +214,16 @@ def test_losing_the_leader_stops_its_clients_and_the_others_elect_and_go_on(ense
     others = [sid for sid in e.pipelines if sid != old]
     for sid in others:
         e.network.cut_link(old, sid)
-    assert e.wait_for(lambda: e.leader() in others, timeout=15), "no new leader"
-    assert e.wait_for(lambda: not e.pipelines[old].state.serving, timeout=15)
+    assert wait_for(lambda: e.leader() in others, timeout=15), "no new leader"
+    assert wait_for(lambda: not e.pipelines[old].state.serving, timeout=15)
     p = e.pipelines[others[0]]
     open_session(p, 0x54)
     txn, outcome = submit(p, 0x54, 1, OpCode.CREATE, C(path="/after", data=b"", acl=OPEN, flags=0))
     assert outcome.err == 0
     e.network.heal()
     # The old leader rejoins as a follower and catches up.
-    assert e.wait_for(lambda: e.pipelines[old].state.serving, timeout=15)
-    assert e.wait_for(lambda: e.pipelines[old].state.tree.last_zxid >= txn.zxid)
+    assert wait_for(lambda: e.pipelines[old].state.serving, timeout=15)
+    assert wait_for(lambda: e.pipelines[old].state.tree.last_zxid >= txn.zxid)
 
 
 def test_a_one_member_pipeline_serves_on_its_own(ensemble):
