@@ -22,7 +22,7 @@ _KEYS = (
     "four_letter_words", "super_digest", "log_level", "log_file",
     "snapshot_every_txns", "snapshot_retain_count", "metrics_address",
     "container_check_interval_ms", "container_max_per_minute", "container_max_never_used_ms",
-    "ttl_nodes",
+    "ttl_nodes", "enforce_quota",
 )
 _REQUIRED = ("server_id", "client_address", "data_dir")
 
@@ -71,6 +71,7 @@ class ServerConfig:
     container_max_per_minute: int = 10000
     container_max_never_used_ms: int = 0
     ttl_nodes: bool = True  # ZooKeeper's zookeeper.extendedTypesEnabled
+    enforce_quota: bool = False  # ZooKeeper's zookeeper.enforceQuota
 
     @property
     def is_standalone(self) -> bool:
@@ -260,6 +261,7 @@ def load_config(path) -> ServerConfig:
     container_never_used = optional("container_max_never_used_ms", 0,
                                     lambda k, v: check.integer(k, v, 0))
     ttl_nodes = optional("ttl_nodes", True, check.boolean)
+    enforce_quota = optional("enforce_quota", False, check.boolean)
     # Last, so that a file with any other mistake leaves no directory behind.
     data_dir = _data_dir(check, doc["data_dir"])
 
@@ -292,4 +294,5 @@ def load_config(path) -> ServerConfig:
         container_max_per_minute=container_rate,
         container_max_never_used_ms=container_never_used,
         ttl_nodes=ttl_nodes,
+        enforce_quota=enforce_quota,
     )

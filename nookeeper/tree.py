@@ -26,6 +26,16 @@ from nookeeper.errors import (
 )
 from nookeeper.listing import Listing
 from nookeeper.paths import name_of, parent_of, validate_path
+from nookeeper.quota import (
+    LIMITS_NODE,
+    QuotaTable,
+    format_stats,
+    limits_path,
+    overruns,
+    parse_stats,
+    quota_root_of,
+    stats_path,
+)
 from nookeeper.wire.ops import (
     CREATES,
     MULTI_SUB_OPS,
@@ -42,6 +52,7 @@ _TTL_TAG = 0xFF
 MAX_TTL = (1 << 40) - 1
 
 BUILTIN_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
+_MAX_QUOTA_WARNINGS = 100
 
 
 def _int32(value):
@@ -157,6 +168,13 @@ class Node:
         }
 
 
+def multi_failure(count, index, code):
+    """A failed multi's results: the ops before ``index`` OK (rolled back),
+    the failing one with ``code``, the rest not run."""
+    codes = [0] * index + [code] + [RuntimeInconsistency.code] * (count - index - 1)
+    return [{"type": OpCode.ERROR, "err": c, "body": {"err": c}} for c in codes]
+
+
 def creates_ttl(op, request):
     """Whether a write creates a TTL node (createTTL, or a TTL mode in a
     create or in a multi's sub-op): a server with TTL nodes off refuses it
@@ -182,6 +200,10 @@ class DataTree:
         self._undo_nodes = None
         self._undo_sessions = None
         self._listings = {}  # path -> sorted child names, for large directories
+        self.quotas = QuotaTable()
+        # Quota limits newly gone over, for the shell to log: (zxid, Overrun).
+        self.quota_warnings = []
+        self._over_quota = set()  # (root, "count"|"bytes") now over a limit
         self._handlers = {
             OpCode.CREATE: self._create,
             OpCode.CREATE2: self._create,
@@ -281,6 +303,13 @@ class DataTree:
         if node.session:
             self._touch_session(node.session)
             self._ephemerals.setdefault(node.session, set()).add(path)
+        quota_root = quota_root_of(path)
+        if quota_root is not None:
+            if path.endswith(LIMITS_NODE):
+                self.quotas.roots.add(quota_root)
+            else:
+                self._recount(quota_root)
+        self._count(txn.zxid, path, 1, len(req.data) if req.data else 0)
         events = [(NODE_CREATED, path), (NODE_CHILDREN_CHANGED, parent_path)]
         if op == OpCode.CREATE:
             return {"path": path}, events
@@ -320,7 +349,9 @@ class DataTree:
         acl.check(node.acl, txn.ids, acl.WRITE)
         self._check_version(req.version, node.version, req.path)
         self._touch(req.path)
+        old_size = len(node.data) if node.data else 0
         node.data = req.data
+        self._count(txn.zxid, req.path, 0, (len(req.data) if req.data else 0) - old_size)
         node.version = _next_version(node.version)
         node.mzxid = txn.zxid
         node.mtime = txn.time
@@ -359,10 +390,7 @@ class DataTree:
                 events.extend(sub_events)
         except ZooKeeperError as error:
             self._rollback()
-            codes = ([0] * len(results) + [error.code]
-                     + [RuntimeInconsistency.code] * (len(ops) - len(results) - 1))
-            return Outcome(0, [{"type": OpCode.ERROR, "err": c, "body": {"err": c}}
-                               for c in codes], [])
+            return Outcome(0, multi_failure(len(ops), len(results), error.code), [])
         finally:
             self._undo_nodes = self._undo_sessions = None
         return Outcome(0, results, events)
@@ -378,6 +406,13 @@ class DataTree:
                 self._ephemerals.pop(session, None)
             else:
                 self._ephemerals[session] = saved
+        for path in self._undo_nodes:
+            root = quota_root_of(path)
+            if root is not None and path.endswith(LIMITS_NODE):
+                if path in self._nodes:
+                    self.quotas.roots.add(root)
+                else:
+                    self.quotas.roots.discard(root)
 
     def _close_session(self, txn):
         self.sessions.pop(txn.session, None)
@@ -400,7 +435,61 @@ class DataTree:
             owned.discard(path)
             if not owned:
                 del self._ephemerals[node.session]
+        quota_root = quota_root_of(path)
+        if quota_root is not None and path.endswith(LIMITS_NODE):
+            self.quotas.roots.discard(quota_root)
+        self._count(zxid, path, -1, -len(node.data) if node.data else 0)
         return [(NODE_DELETED, path), (NODE_CHILDREN_CHANGED, parent_path)]
+
+    def _count(self, zxid, path, count_diff, bytes_diff):
+        """Count a change under a quota root into its stats node, in place
+        (no new version, as ZooKeeper does), and note a limit newly gone over."""
+        root = self.quotas.root_for(path)
+        if root is None:
+            return
+        stats_at = stats_path(root)
+        stats = self._nodes.get(stats_at)
+        if stats is None:
+            return
+        usage = parse_stats(stats.data)
+        limits_node = self._nodes.get(limits_path(root))
+        if limits_node is not None:
+            self._note_overruns(zxid, root, parse_stats(limits_node.data), usage,
+                                count_diff, bytes_diff)
+        usage["count"] = usage.get("count", -1) + count_diff
+        usage["bytes"] = usage.get("bytes", -1) + bytes_diff
+        self._touch(stats_at)
+        stats.data = format_stats(usage)
+
+    def _note_overruns(self, zxid, root, limits, usage, count_diff, bytes_diff):
+        over = {(o.root, o.what): o for o in overruns(root, limits, usage, count_diff, bytes_diff)}
+        for what, diff in (("count", count_diff), ("bytes", bytes_diff)):
+            key = (root, what)
+            if key in over:
+                if key not in self._over_quota:
+                    self._over_quota.add(key)
+                    if len(self.quota_warnings) < _MAX_QUOTA_WARNINGS:
+                        self.quota_warnings.append((zxid, over[key]))
+            elif diff:
+                self._over_quota.discard(key)
+
+    def _recount(self, root):
+        """Set a new stats node to its subtree's usage, as ZooKeeper does when
+        the node is created: the root itself and every node below it."""
+        stats = self._nodes.get(stats_path(root))
+        if stats is None:
+            return
+        count = size = 0
+        pending = [root] if root in self._nodes else []
+        while pending:
+            path = pending.pop()
+            node = self._nodes[path]
+            count += 1
+            size += len(node.data) if node.data else 0
+            prefix = path if path != "/" else ""
+            pending.extend(f"{prefix}/{name}" for name in node.children)
+        self._touch(stats_path(root))
+        stats.data = format_stats({"count": count, "bytes": size})
 
     def _touch(self, path):
         """Remember ``path`` as it was before the running multi changed it,
@@ -509,6 +598,11 @@ class DataTree:
                 self._ephemerals.setdefault(node.session, set()).add(path)
         self._nodes = nodes
         self._listings = {}
+        # The snapshot holds the stats as counted up to its zxid, so they are
+        # kept as they are: every member counts alike whichever way it recovered.
+        self.quotas = QuotaTable()
+        self.quotas.roots.update(quota_root_of(path) for path in nodes
+                                 if path.endswith("/" + LIMITS_NODE) and quota_root_of(path))
         self.sessions = dict(sessions)
         self.last_zxid = zxid
 

@@ -91,10 +91,15 @@ class CommitStage:
     def apply(self, txn):
         state = self.state
         with state.tree_lock:
-            outcome = state.tree.apply(txn)
+            tree = state.tree
+            outcome = tree.apply(txn)
             for event_type, path in outcome.events:
                 for conn in state.watches.trigger(event_type, path):
                     conn.send_event(event_type, path)
+            if tree.quota_warnings:
+                for zxid, overrun in tree.quota_warnings:
+                    log.warning("%s (session %#x, zxid %s)", overrun, txn.session, fmt(zxid))
+                tree.quota_warnings.clear()
         self.stats.applied(txn.zxid)
         if txn.type == CREATE_SESSION and outcome.err == 0:
             with state.lock:

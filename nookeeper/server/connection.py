@@ -27,12 +27,13 @@ import time
 from nookeeper import acl
 from nookeeper.errors import (
     AuthFailedError,
+    QuotaExceededError,
     SessionExpiredError,
     UnimplementedError,
     ZooKeeperError,
 )
 from nookeeper.server.ordering import OutOfOrder, Request, RequestOrder, Submit
-from nookeeper.tree import creates_ttl
+from nookeeper.tree import creates_ttl, multi_failure
 from nookeeper.wire import ops
 from nookeeper.wire.client import (
     XID_AUTH,
@@ -68,6 +69,14 @@ def replies_held():
         _holding.conns = None
         for conn in held:
             conn._release_held()
+
+
+def _first_ttl_create(opcode, request):
+    """The place of a multi's first TTL create (None for a lone create)."""
+    if opcode != OpCode.MULTI:
+        return None
+    return next(place for place, sub in enumerate(request)
+                if creates_ttl(sub.type, sub.request))
 
 
 class Connection:
@@ -260,7 +269,14 @@ class Connection:
                                error=SessionExpiredError.code)
             if not self.pipeline.config.ttl_nodes and creates_ttl(opcode, decoded):
                 return Request(xid, opcode, kind, decoded, body, received,
-                               error=UnimplementedError.code)
+                               error=UnimplementedError.code,
+                               failed_op=_first_ttl_create(opcode, decoded))
+            refusal = self.pipeline.quota_refusal(opcode, decoded)
+            if refusal is not None:
+                place, overrun = refusal
+                log.warning("%r: %s: xid %d refused", self, overrun, xid)
+                return Request(xid, opcode, kind, decoded, body, received,
+                               error=QuotaExceededError.code, failed_op=place)
             return Request(xid, opcode, kind, decoded, body, received, is_write=True)
         return Request(xid, opcode, kind, decoded, body, received, is_write=kind == ops.SYNC)
 
@@ -305,6 +321,10 @@ class Connection:
         pipeline = self.pipeline
         if request.error is not None:
             zxid = 0 if request.kind == ops.AUTH else pipeline.last_zxid
+            if request.failed_op is not None and request.opcode == OpCode.MULTI:
+                # A multi fails as a whole with one result per op, as ZooKeeper answers it.
+                return encode_reply(request.xid, zxid, 0, OpCode.MULTI, multi_failure(
+                    len(request.request), request.failed_op, request.error))
             return encode_reply(request.xid, zxid, request.error)
         kind = request.kind
         if kind == ops.READ:

@@ -18,14 +18,15 @@ class Request:
     kind is the operation's kind in the registry (wire/ops.py); error, when
     set, is the ZooKeeper error its reply carries instead of a result (a
     request that could not be decoded, or a write of a session that is
-    gone). Nothing in it refers back to the connection, so a finished
+    gone); failed_op, for a multi refused before it is a txn, is the place of
+    the sub-op the error belongs to. Nothing in it refers back to the connection, so a finished
     request is freed by reference counting, not by the cycle collector."""
 
     __slots__ = ("xid", "opcode", "kind", "request", "body", "received", "error",
-                 "close_after", "is_write")
+                 "close_after", "is_write", "failed_op")
 
     def __init__(self, xid, opcode, kind, request, body, received, is_write=False,
-                 error=None, close_after=False):
+                 error=None, close_after=False, failed_op=None):
         self.xid = xid
         self.opcode = opcode
         self.kind = kind
@@ -35,6 +36,7 @@ class Request:
         self.is_write = is_write
         self.error = error
         self.close_after = close_after
+        self.failed_op = failed_op
 
     def __repr__(self):
         return f"<request xid {self.xid} op {self.opcode}{' write' if self.is_write else ''}>"

@@ -144,6 +144,15 @@ class Pipeline:
                 result, err = None, exc.code
             return state.tree.last_zxid, err, result
 
+    def quota_refusal(self, opcode, request):
+        """(op index, Overrun) when a write would take a quota root over a
+        hard limit (with enforce_quota on), else None."""
+        state = self.state
+        if not self.config.enforce_quota or not state.tree.quotas.roots:
+            return None
+        with state.tree_lock:
+            return state.tree.quotas.refusal(state.tree, opcode, request)
+
     def set_watches(self, conn, request, persistent):
         """(events fired at once, zxid): a reconnecting client's watches re-armed."""
         state = self.state

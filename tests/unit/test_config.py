@@ -211,6 +211,7 @@ def test_wrong_type(write, minimal, key, value):
     ("container_max_per_minute", -5),
     ("container_max_never_used_ms", -1),
     ("ttl_nodes", "yes"),
+    ("enforce_quota", 1),
 ])
 def test_bad_value(write, minimal, key, value):
     assert error(write, dict(minimal, **{key: value})).key == key
