@@ -23,12 +23,18 @@ from nookeeper.client.exceptions import (
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
+    NoWatcherError,
+    QuotaExceededError,
     SessionExpiredError,
     ZooKeeperError,
 )
 from nookeeper.paths import validate_path
+from nookeeper.shell import quotas
 from nookeeper.shell.acltext import parse_acl
-from nookeeper.shell.results import Acl, Children, Created, Data, Done, NodeStat, Tree
+from nookeeper.shell.configtext import client_config_string
+from nookeeper.shell.results import (
+    Acl, Children, Config, Created, Data, Done, NodeStat, QuotaListing, Tree,
+)
 
 # How many commands `history` lists, counting itself (zkCli shows the same span).
 HISTORY_SHOWN = 11
@@ -46,11 +52,24 @@ _PHRASES = {
     AuthFailedError: "Authentication failed",
     SessionExpiredError: "Session expired",
     ConnectionLoss: "Connection lost",
+    NoWatcherError: "No such watcher",
+    QuotaExceededError: "Quota has exceeded",
 }
 
 # Errors about the node a command named: their message ends with its path.
 _ABOUT_THE_NODE = (NoNodeError, NodeExistsError, NotEmptyError, BadVersionError, NoAuthError,
-                   InvalidACLError, NoChildrenForEphemeralsError, BadArgumentsError)
+                   InvalidACLError, NoChildrenForEphemeralsError, BadArgumentsError,
+                   NoWatcherError, QuotaExceededError)
+
+# ZooKeeper's largest TTL (EphemeralType.TTL: 40 bits of the ephemeralOwner).
+MAX_TTL = 0xFFFFFFFFFF
+
+# The node ZooKeeper's getConfig reads, whatever the session's chroot.
+CONFIG_NODE = "/zookeeper/config"
+
+# addWatch's modes, as ZooKeeper's AddWatchMode names them; the default is zkCli's.
+WATCH_MODES = ("PERSISTENT", "PERSISTENT_RECURSIVE")
+DEFAULT_WATCH_MODE = "PERSISTENT_RECURSIVE"
 
 
 class UsageError(Exception):
@@ -79,7 +98,8 @@ class CommandFailure(Exception):
     def from_error(cls, error, path=None):
         name = type(error).__name__
         detail = str(error)
-        if detail == name:
+        if detail == name or (path is not None and detail == path):
+            # No text beyond the class name or the path: say it in words.
             detail = ""
         message = detail or _PHRASES.get(type(error)) or name
         if path is not None and isinstance(error, _ABOUT_THE_NODE):
@@ -168,6 +188,8 @@ class Shell:
             return command.run(self, dict(pairs), args)
         except UsageError as exc:
             raise CommandFailure.from_usage(exc) from None
+        except quotas.QuotaRefused as exc:
+            raise CommandFailure(exc.name, exc.code, str(exc)) from None
         except (ZooKeeperError, ClientError) as exc:
             raise CommandFailure.from_error(exc, path) from None
         except ValueError as exc:
@@ -221,11 +243,29 @@ def _ls(shell, opts, args):
 
 
 def _create(shell, opts, args):
-    path = _path(args[0], sequential="-s" in opts)
+    """Options are checked in zkCli's order and refused in its words."""
+    ephemeral, sequence, container = "-e" in opts, "-s" in opts, "-c" in opts
+    if container and (ephemeral or sequence):
+        raise UsageError("-c cannot be combined with -s or -e."
+                         " Containers cannot be ephemeral or sequential.")
+    extra = {"container": True} if container else {}
+    if "-t" in opts:
+        try:
+            ttl = quotas.java_number(opts["-t"], quotas.JAVA_LONG)
+        except ValueError:
+            raise UsageError("-t argument must be a long value") from None
+        if ephemeral:
+            raise UsageError("TTLs cannot be used with Ephemeral znodes")
+        if container:
+            raise UsageError("TTLs cannot be used with Container znodes")
+        if not 0 < ttl <= MAX_TTL:
+            raise UsageError(f"ttl must be positive and cannot be larger than: {MAX_TTL}")
+        extra["ttl"] = ttl
+    path = _path(args[0], sequential=sequence)
     value = args[1].encode("utf-8") if len(args) > 1 else None
     acl = parse_acl(args[2]) if len(args) > 2 else None
     created = shell.wait(shell.client.create_async(
-        path, value, acl=acl, ephemeral="-e" in opts, sequence="-s" in opts))
+        path, value, acl=acl, ephemeral=ephemeral, sequence=sequence, **extra))
     return Created(created)
 
 
@@ -302,6 +342,109 @@ def _add_auth(shell, opts, args):
     return Done(fields={"scheme": scheme, "added": True})
 
 
+def _add_watch(shell, opts, args):
+    path = _path(args[0])
+    mode = opts.get("-m", DEFAULT_WATCH_MODE).upper()
+    if mode not in WATCH_MODES:
+        raise UsageError(f"unknown mode {opts['-m']!r}; usage: {COMMANDS['addWatch'].usage}")
+    shell.wait(shell.client.add_watch_async(path, shell.session.watcher,
+                                            recursive=mode == "PERSISTENT_RECURSIVE"))
+    return Done(fields={"path": path, "mode": mode, "added": True})
+
+
+def _remove_watches(shell, opts, args):
+    """Which watches: -c, else -d, else all (-a or nothing), as zkCli picks."""
+    path = _path(args[0])
+    if "-l" in opts:
+        raise UsageError("removewatches -l is not offered: nk's client removes watches"
+                         " only through the server, so it needs a connection")
+    kind = "children" if "-c" in opts else "data" if "-d" in opts else "any"
+    shell.wait(shell.client.remove_watches_async(path, kind))
+    return Done(fields={"path": path, "kind": kind, "removed": True})
+
+
+def _get_ephemerals(shell, opts, args):
+    """The session's own ephemeral nodes whose path starts with the text given."""
+    prefix = _path(args[0]) if args else "/"
+    paths = sorted(shell.wait(shell.client.get_ephemerals_async(prefix)))
+    return Done("[" + ", ".join(paths) + "]", {"path": prefix, "ephemerals": paths})
+
+
+def _get_all_children_number(shell, opts, args):
+    path = _path(args[0])
+    count = shell.wait(shell.client.get_all_children_number_async(path))
+    return Done(str(count), {"path": path, "count": count})
+
+
+def _whoami(shell, opts, args):
+    identities = list(shell.wait(shell.client.whoami_async()))
+    lines = ["Auth scheme: User"] + [f"{scheme}: {ident}" for scheme, ident in identities]
+    return Done("\n".join(lines), {"identities": [{"scheme": scheme, "id": ident}
+                                                  for scheme, ident in identities]})
+
+
+def _config(shell, opts, args):
+    """/zookeeper/config, which ZooKeeper's getConfig reads outside any chroot."""
+    watch = shell.watch(opts)
+    if shell.client.chroot:
+        if watch is not None:
+            raise UsageError(f"config -w needs a session without a chroot"
+                             f" (this one is in {shell.client.chroot})")
+        value, stat = shell.session.get_outside_chroot(CONFIG_NODE)
+    else:
+        value, stat = shell.wait(shell.client.get_async(CONFIG_NODE, watch))
+    client = None
+    if "-c" in opts:
+        client = client_config_string(
+            "null" if value is None else value.decode("utf-8", "replace"))
+    return Config(CONFIG_NODE, value, client, stat if "-s" in opts else None)
+
+
+def _quota_target(shell, text):
+    """The path a quota command names. Quotas live under /zookeeper/quota, which a
+    chroot would move (zkCli.sh writes them under the chroot then), so nk refuses."""
+    path = _path(text)
+    if path == "/":
+        raise UsageError("the root node cannot have a quota")
+    if shell.client.chroot:
+        raise UsageError(f"quota commands need a session without a chroot"
+                         f" (this one is in {shell.client.chroot})")
+    return path
+
+
+def _one_limit(opts, usage, required):
+    """The one -n|-b|-N|-B given; zkCli takes exactly one (delquota: at most one)."""
+    given = [option for option in quotas.LIMIT_KEYS if option in opts]
+    if len(given) > 1:
+        raise UsageError(f"only one of -n, -b, -N, -B at a time; usage: {usage}")
+    if not given and required:
+        raise UsageError(f"one of -n, -b, -N, -B is needed; usage: {usage}")
+    return given[0] if given else None
+
+
+def _set_quota(shell, opts, args):
+    option = _one_limit(opts, COMMANDS["setquota"].usage, required=True)
+    path = _quota_target(shell, args[0])
+    limits, warnings = quotas.set_quota(quotas.QuotaNodes(shell), path, option, opts[option])
+    return Done("\n".join(warnings) or None,
+                {"path": path, "limits": limits.document(), "warnings": warnings})
+
+
+def _list_quota(shell, opts, args):
+    path = _quota_target(shell, args[0])
+    limits, usage = quotas.list_quota(quotas.QuotaNodes(shell), path)
+    return QuotaListing(path, quotas.limit_path(path), limits, usage)
+
+
+def _del_quota(shell, opts, args):
+    option = _one_limit(opts, COMMANDS["delquota"].usage, required=False)
+    path = _quota_target(shell, args[0])
+    limits = quotas.del_quota(quotas.QuotaNodes(shell), path, option)
+    if limits is None:
+        return Done(fields={"path": path, "deleted": True})
+    return Done(fields={"path": path, "limits": limits.document()})
+
+
 def _connect(shell, opts, args):
     try:
         shell.session.connect(args[0] if args else None)
@@ -363,7 +506,7 @@ def _quit(shell, opts, args):
 
 _TABLE = (
     Command("ls", "ls [-s] [-w] [-R] path", _ls, "swR", 1, 1),
-    Command("create", "create [-e] [-s] path [data] [acl]", _create, "es", 1, 3),
+    Command("create", "create [-e] [-s] [-c] [-t ttl] path [data] [acl]", _create, "esct:", 1, 3),
     Command("get", "get [-s] [-w] path", _get, "sw", 1, 1),
     Command("set", "set [-s] [-v version] path data", _set, "sv:", 2, 2),
     Command("stat", "stat [-w] path", _stat, "w", 1, 1),
@@ -374,6 +517,17 @@ _TABLE = (
     Command("getAcl", "getAcl [-s] path", _get_acl, "s", 1, 1),
     Command("setAcl", "setAcl [-s] [-v version] [-R] path acl", _set_acl, "sv:R", 2, 2),
     Command("addauth", "addauth scheme auth", _add_auth, "", 2, 2),
+    Command("whoami", "whoami", _whoami),
+    Command("addWatch", "addWatch [-m mode] path (mode: PERSISTENT or PERSISTENT_RECURSIVE,"
+            " the default)", _add_watch, "m:", 1, 1),
+    Command("removewatches", "removewatches path [-c|-d|-a]", _remove_watches, "cdal", 1, 1),
+    Command("getEphemerals", "getEphemerals [path]", _get_ephemerals, "", 0, 1),
+    Command("getAllChildrenNumber", "getAllChildrenNumber path", _get_all_children_number,
+            "", 1, 1),
+    Command("config", "config [-c] [-w] [-s]", _config, "cws"),
+    Command("setquota", "setquota -n|-b|-N|-B val path", _set_quota, "n:b:N:B:", 1, 1),
+    Command("listquota", "listquota path", _list_quota, "", 1, 1),
+    Command("delquota", "delquota [-n|-b|-N|-B] path", _del_quota, "nbNB", 1, 1),
     Command("connect", "connect [host:port[,host:port...][/chroot]]", _connect, "", 0, 1,
             needs_session=False),
     Command("close", "close", _close, needs_session=False),

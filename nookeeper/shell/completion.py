@@ -4,18 +4,24 @@ A word starting with "/" completes against the children of its parent
 node (one getChildren per Tab, with a short timeout so a slow server never
 freezes the prompt). Python's readline appends nothing to a completion,
 so command names carry their own trailing space and paths none, ready for
-the next "/".
+the next "/". A few arguments come from a fixed set: printwatches on|off,
+addauth's scheme, addWatch -m's modes.
 """
 
 import readline
 
 from nookeeper.client.exceptions import ClientError, ZooKeeperError
-from nookeeper.shell.commands import COMMANDS
+from nookeeper.shell.commands import COMMANDS, WATCH_MODES
 
 # Arguments that are words from a fixed set, by command.
 _WORD_CHOICES = {
     "printwatches": ("on", "off"),
     "addauth": ("digest",),
+}
+
+# Option values from a fixed set, by (command, option).
+_OPTION_CHOICES = {
+    ("addWatch", "-m"): WATCH_MODES,
 }
 
 
@@ -48,6 +54,9 @@ class Completer:
             return [f"{name} " for name in sorted(COMMANDS) if name.startswith(text)]
         if text.startswith("/"):
             return self.paths(text)
+        values = _OPTION_CHOICES.get((before[0], before[-1]))
+        if values is not None:
+            return [f"{word} " for word in values if word.startswith(text)]
         choices = _WORD_CHOICES.get(before[0], ())
         if len(before) == 1:
             return [f"{word} " for word in choices if word.startswith(text)]

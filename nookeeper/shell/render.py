@@ -7,7 +7,9 @@ import time
 
 from nookeeper.client import EventType, KeeperState
 from nookeeper.shell.acltext import perms_text
-from nookeeper.shell.results import Acl, Children, Created, Data, Done, NodeStat, Tree
+from nookeeper.shell.results import (
+    Acl, Children, Config, Created, Data, Done, NodeStat, QuotaListing, Tree,
+)
 
 # (zkCli's label, ZnodeStat field, shown in hex, shown as a date)
 _STAT_LINES = (
@@ -127,6 +129,19 @@ def _(result: Acl):
 
 
 @text.register
+def _(result: Config):
+    shown = data_text(result.value) if result.client is None else result.client
+    return _with_stat(shown, result.stat)
+
+
+@text.register
+def _(result: QuotaListing):
+    return "\n".join([f"absolute path is {result.limit_path}",
+                      f"Output quota for {result.path} {result.limits}",
+                      f"Output stat for {result.path} {result.usage}"])
+
+
+@text.register
 def _(result: Done):
     return result.text
 
@@ -177,6 +192,19 @@ def _(result: Acl):
 
 
 @document.register
+def _(result: Config):
+    client = {} if result.client is None else {"client": result.client}
+    return {"path": result.path, **data_document(result.value), **client,
+            **_stat_field(result.stat)}
+
+
+@document.register
+def _(result: QuotaListing):
+    return {"path": result.path, "limit_path": result.limit_path,
+            "limits": result.limits.document(), "usage": result.usage.document()}
+
+
+@document.register
 def _(result: Done):
     return dict(result.fields)
 
@@ -198,8 +226,22 @@ def error_json(failure):
 
 
 def _event_names(event):
-    """(type, state) in ZooKeeper's words."""
-    return _EVENT_NAMES.get(event.type, event.type), _STATE_NAMES.get(event.state, event.state)
+    """(type, state) in ZooKeeper's words.
+
+    A type not in the table (the watch-removed events: CHILD_WATCH_REMOVED,
+    DATA_WATCH_REMOVED, PERSISTENT_WATCH_REMOVED) is spelt as ZooKeeper spells
+    its own: ChildWatchRemoved, DataWatchRemoved, PersistentWatchRemoved.
+    """
+    kind = _EVENT_NAMES.get(event.type)
+    if kind is None:
+        kind = _camel(event.type)
+    return kind, _STATE_NAMES.get(event.state, event.state)
+
+
+def _camel(name):
+    if not isinstance(name, str) or not name.isupper():
+        return name
+    return "".join(word.capitalize() for word in name.split("_"))
 
 
 def event_text(event):

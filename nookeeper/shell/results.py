@@ -62,3 +62,24 @@ class Done:
 
     text: object = None
     fields: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    """config: /zookeeper/config's data (bytes or None); `client` the connect string
+    of `config -c`, `stat` only with -s."""
+
+    path: str
+    value: object
+    client: object = None
+    stat: object = None
+
+
+@dataclass(frozen=True)
+class QuotaListing:
+    """listquota: the quota's limits and usage (quotas.StatsTrack) and where the limits are."""
+
+    path: str
+    limit_path: str
+    limits: object
+    usage: object

@@ -99,6 +99,21 @@ class ShellSession:
         except KeeperTimeoutError:
             raise KeeperTimeoutError(f"no reply within {self.timeout:g} s") from None
 
+    def get_outside_chroot(self, path):
+        """(data, stat) of `path` read without the session's chroot, as ZooKeeper's
+        getConfig reads /zookeeper/config: on a short session of its own."""
+        hosts = self.hosts.split("/", 1)[0]
+        client = KeeperClient(hosts, timeout=SESSION_TIMEOUT)
+        try:
+            client.start(timeout=self.timeout)
+        except KeeperTimeoutError:
+            raise ConnectionLoss(
+                f"cannot connect to {hosts} within {self.timeout:g} s") from None
+        try:
+            return client.get_async(path).get(timeout=self.timeout)
+        finally:
+            client.stop()
+
     def _await_handed_on(self, result):
         """Wait (at most the timeout) until the watcher thread has run `result`'s callbacks.
 

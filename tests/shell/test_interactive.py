@@ -55,8 +55,8 @@ def test_tab_completes_a_command_and_paths_from_the_server(terminal, client, bas
     client.create(f"{base}/banana", b"")
     term = started(terminal)
 
-    # A command: "getA" has one completion, "getAcl ", space included.
-    term.send("getA\t")
+    # A command: "getAc" has one completion, "getAcl ", space included.
+    term.send("getAc\t")
     term.expect(r"getAcl $")
     term.send(f"{base}\n")
     term.expect(r"'world,'anyone\n: cdrwa\n")
