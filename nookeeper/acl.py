@@ -9,7 +9,7 @@ same thing here (spec §7).
 import base64
 import hashlib
 import ipaddress
-import re
+import unicodedata
 from typing import NamedTuple
 
 from nookeeper.errors import InvalidACLError, NoAuthError
@@ -132,6 +132,40 @@ def mask_digests(acls):
     )
 
 
+def zookeeper_order(ids):
+    """(scheme, id) pairs in the order a ZooKeeper 3.8 connection lists them
+    (whoami): it keeps them in a set backed by a ConcurrentHashMap, which
+    iterates bucket by bucket of Id.hashCode() (16 buckets, doubled each time
+    it is three quarters full), in order of arrival within a bucket (exact
+    up to 12 identities; beyond, a resize may reorder a shared bucket)."""
+    ids = list(ids)
+    buckets = 16
+    while len(ids) >= buckets - (buckets >> 2):
+        buckets <<= 1
+
+    def bucket(entry):
+        scheme, ident = entry
+        h = _int32(37 * _int32(37 * 17 + _java_hash(scheme)) + _java_hash(ident))
+        h &= 0xFFFFFFFF
+        return ((h ^ (h >> 16)) & 0x7FFFFFFF) & (buckets - 1)
+
+    return [entry for _, entry in sorted(enumerate(ids), key=lambda ie: (bucket(ie[1]), ie[0]))]
+
+
+def _java_hash(text):
+    """Java's String.hashCode: over UTF-16 units, in int arithmetic."""
+    raw = text.encode("utf-16-be", "surrogatepass")
+    h = 0
+    for i in range(0, len(raw), 2):
+        h = (31 * h + (raw[i] << 8 | raw[i + 1])) & 0xFFFFFFFF
+    return h
+
+
+def _int32(value):
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
 def _valid_digest(ident):
     # Java's split(":") drops trailing empty parts: "user:" has one part.
     parts = ident.split(":")
@@ -144,44 +178,72 @@ def _matches(scheme, ident, acl_id):
     if scheme != "ip":
         return ident == acl_id
     network = _parse_ip_acl(acl_id)
-    address = _parse_address(ident)
+    address = _parse_peer(ident)
     if network is None or address is None:
         return False
     acl_bytes, bits = network
-    return len(address) == len(acl_bytes) and _prefix(address, bits) == _prefix(acl_bytes, bits)
+    return _prefix(address, bits) == _prefix(acl_bytes, bits)
 
 
 def _parse_ip_acl(acl_id):
-    """(address bytes, prefix bits) of 'addr' or 'addr/bits'; None if invalid."""
-    text, _, bits_text = acl_id.partition("/")
-    address = _parse_address(text)
+    """(address bytes, prefix bits) of 'addr' or 'addr/bits', None where
+    ZooKeeper 3.8's IPAuthenticationProvider.isValid says no: IPv4 only (its
+    addr2Bytes has no IPv6 branch; that came with ZOOKEEPER-4240, after 3.8),
+    each number read as Java's Integer.parseInt reads it."""
+    text, slash, bits_text = acl_id.partition("/")
+    address = _ipv4(text)
     if address is None:
         return None
-    bits = len(address) * 8
-    if "/" in acl_id:
-        if not re.fullmatch(r"[+-]?[0-9]+", bits_text):
-            return None
-        bits = int(bits_text)
-        if not 0 <= bits <= len(address) * 8:
+    bits = 32
+    if slash:
+        bits = _java_int(bits_text)
+        if bits is None or not 0 <= bits <= 32:
             return None
     return address, bits
 
 
-def _parse_address(text):
-    """Packed bytes of a dotted IPv4 or an IPv6 address; an IPv4-mapped IPv6
-    peer (a dual-stack socket) counts as its IPv4 address."""
+def _ipv4(text):
+    """The 4 bytes of a dotted IPv4 address as ZooKeeper parses one: exactly
+    four parts, each a Java int from 0 to 255 (so '010', '+1' and '-0' pass)."""
     parts = text.split(".")
-    if len(parts) == 4 and all(p.isascii() and p.isdigit() for p in parts):
-        values = [int(p) for p in parts]
-        return bytes(values) if all(v <= 255 for v in values) else None
-    if ":" not in text:
+    if len(parts) != 4:
         return None
+    values = [_java_int(part) for part in parts]
+    if any(v is None or not 0 <= v <= 255 for v in values):
+        return None
+    return bytes(values)
+
+
+def _java_int(text):
+    """Java's Integer.parseInt(text), or None where it throws: an optional
+    sign, then one or more decimal digits of any script (Character.digit),
+    each a single UTF-16 unit, the value within an int."""
+    negative = text[:1] == "-"
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not digits:
+        return None
+    value = 0
+    for char in digits:
+        digit = unicodedata.decimal(char, -1) if ord(char) <= 0xFFFF else -1
+        if digit < 0:
+            return None
+        value = value * 10 + digit
+    value = -value if negative else value
+    return value if -(1 << 31) <= value < (1 << 31) else None
+
+
+def _parse_peer(ident):
+    """The 4 bytes of a client's address, as its ip identity names it. Java
+    shows an IPv4-mapped IPv6 peer (a dual-stack socket) as its IPv4 address;
+    any other IPv6 peer matches no ip ACL in ZooKeeper 3.8."""
+    address = _ipv4(ident)
+    if address is not None or ":" not in ident:
+        return address
     try:
-        address = ipaddress.IPv6Address(text)
+        mapped = ipaddress.IPv6Address(ident).ipv4_mapped
     except ValueError:
         return None
-    mapped = address.ipv4_mapped
-    return mapped.packed if mapped else address.packed
+    return mapped.packed if mapped else None
 
 
 def _prefix(address, bits):

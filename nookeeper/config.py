@@ -72,6 +72,10 @@ class ServerConfig:
     container_max_never_used_ms: int = 0
     ttl_nodes: bool = True  # ZooKeeper's zookeeper.extendedTypesEnabled
     enforce_quota: bool = False  # ZooKeeper's zookeeper.enforceQuota
+    # server id -> (host, port) its clients use, for the members that give one
+    # after their peer address ("host:port;clienthost:clientport"), as
+    # ZooKeeper's server.N lines may: /zookeeper/config shows them.
+    member_clients: dict = field(default_factory=dict, hash=False)
 
     @property
     def is_standalone(self) -> bool:
@@ -174,13 +178,33 @@ def _members(check, value, server_id, peer):
     members = {}
     for sid, address in value.items():
         check.integer(f"members.{sid}", sid, 1, 254)
-        members[sid] = check.address(f"members.{sid}", address)
+        members[sid] = check.address(f"members.{sid}", _split_member(address)[0])
     if server_id not in members:
         check.fail("members", f"does not list this server (server_id {server_id})")
     if peer is not None and members[server_id][1] != peer[1]:
         check.fail(f"members.{server_id}",
                    f"port {members[server_id][1]} differs from peer_address port {peer[1]}")
     return members
+
+
+def _split_member(value):
+    """(peer, client or None) of "host:port" or "host:port;clienthost:clientport"."""
+    if not isinstance(value, str) or ";" not in value:
+        return value, None
+    peer, _, client = value.partition(";")
+    return peer, client
+
+
+def _member_clients(check, value, server_id, client_port):
+    clients = {}
+    for sid, address in value.items():
+        text = _split_member(address)[1]
+        if text is not None:
+            clients[sid] = check.address(f"members.{sid}", text)
+    if server_id in clients and clients[server_id][1] != client_port:
+        check.fail(f"members.{server_id}", f"client port {clients[server_id][1]} differs "
+                                           f"from client_address port {client_port}")
+    return clients
 
 
 def _four_letter_words(check, value):
@@ -235,6 +259,8 @@ def load_config(path) -> ServerConfig:
     members = optional("members", {}, lambda k, v: _members(check, v, server_id, peer))
     if peer is None and server_id in members:
         peer = members[server_id]
+    member_clients = _member_clients(check, doc["members"], server_id, client_port) \
+        if members else {}
     tick = optional("tick_ms", 2000, positive)
     init_limit = optional("init_limit", 10, positive)
     sync_limit = optional("sync_limit", 5, positive)
@@ -295,4 +321,5 @@ def load_config(path) -> ServerConfig:
         container_max_never_used_ms=container_never_used,
         ttl_nodes=ttl_nodes,
         enforce_quota=enforce_quota,
+        member_clients=member_clients,
     )

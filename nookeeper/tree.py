@@ -606,6 +606,18 @@ class DataTree:
         self.sessions = dict(sessions)
         self.last_zxid = zxid
 
+    def set_config(self, data):
+        """/zookeeper/config as this member's own configuration has it, set
+        outside the log, as ZooKeeper's ZKDatabase.initConfigInZKDatabase does
+        at start-up and after a sync: an ensemble's membership with version -1
+        and mzxid 0 (a static config's version), as ZooKeeper 3.8 shows it; b""
+        (a standalone server) leaves the node as a fresh tree has it. mtime
+        stays 0 (ZooKeeper's is the time it was set), so members agree."""
+        node = self._nodes["/zookeeper/config"]
+        node.data = data
+        node.version = -1 if data else 0
+        node.mzxid = node.mtime = 0
+
     def ephemerals(self, session):
         return set(self._ephemerals.get(session, ()))
 

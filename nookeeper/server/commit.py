@@ -60,8 +60,9 @@ class InFlightWrites:
 
 
 class CommitStage:
-    def __init__(self, state, stats, fatal):
+    def __init__(self, state, stats, fatal, membership=b""):
         self.state = state
+        self.membership = membership  # /zookeeper/config's data, set on every tree installed
         self.stats = stats
         self.fatal = fatal
         self.in_flight = InFlightWrites()
@@ -138,6 +139,7 @@ class CommitStage:
             tree = snapshot.decode(item.chunks) if item.chunks else DataTree()
         except CorruptSnapshot as e:
             self.fatal(f"the leader's snapshot at zxid {fmt(item.zxid)} is damaged: {e}")
+        tree.set_config(self.membership)
         self.state.reset_tree(tree)
 
     def _serving_changed(self, item):

@@ -71,7 +71,7 @@ class Pipeline:
         core = _recovered_core(config, wal, store, state)
 
         # The stages, from the disk up; each hands its records to the next through `zab.post`.
-        self.commit = CommitStage(state, stats, fatal)
+        self.commit = CommitStage(state, stats, fatal, membership=membership(config))
         applier = Applier(self.commit.run)
         writer = LogWriter(wal, lambda zxid, gen: self.zab.post(Logged(zxid, gen)), fatal)
         writer.on_batch = stats.wal_batch
@@ -169,6 +169,7 @@ def _recovered_core(config, wal, store, state):
     """The ZAB core as the disk left it: the tree is the newest snapshot, the
     log after it is handed to the core, which applies it once it has a leader."""
     snap_zxid = _load_snapshot(store, state)
+    state.tree.set_config(membership(config))
     entries = [(record.zxid, record.body) for record in wal.records(after_zxid=snap_zxid)]
     accepted = int(wal.get_meta(META_ACCEPTED, 0))
     current = int(wal.get_meta(META_CURRENT, 0))
@@ -181,6 +182,29 @@ def _recovered_core(config, wal, store, state):
              "accepted epoch %d, current epoch %d",
              len(entries), fmt(snap_zxid), fmt(core.last_zxid), accepted, current)
     return core
+
+
+def membership(config):
+    """/zookeeper/config's data as ZooKeeper 3.8 writes it for a static config:
+    a line per member, `server.<id>=<host>:<peer port>:<election port>:participant`
+    with `;<client host>:<client port>` where members gives one, then
+    `version=0`. nookeeper has one port per peer, for election and replication
+    alike, so it stands for both. Empty for a standalone server, as ZooKeeper's."""
+    if config.is_standalone:
+        return b""
+    clients = config.member_clients
+    lines = []
+    for sid, (host, port) in sorted(config.members.items()):
+        line = f"server.{sid}={_bracketed(host)}:{port}:{port}:participant"
+        if sid in clients:
+            line += f";{_bracketed(clients[sid][0])}:{clients[sid][1]}"
+        lines.append(line)
+    lines.append("version=0")
+    return "\n".join(lines).encode()
+
+
+def _bracketed(host):
+    return f"[{host}]" if ":" in host else host
 
 
 def _load_snapshot(store, state):

@@ -5,6 +5,7 @@ returns the response body, or raises a ZooKeeperError. Callers hold the tree
 lock, so a read and the watch it leaves see one state of the tree.
 """
 
+from nookeeper import acl
 from nookeeper.errors import MarshallingError, NoNodeError, NoWatcherError, ZooKeeperError
 from nookeeper.server import watches as w
 from nookeeper.wire.ops import (
@@ -86,8 +87,14 @@ def _get_all_children_number(state, conn, req):
 
 
 def _who_am_i(state, conn, req):
+    """As ZooKeeper 3.8 answers (AuthUtil.getClientInfos): each identity with
+    its provider's user name (ip: the address; digest: the user before the
+    hash), super as ZooKeeper holds it (id '' and no provider, so user ''),
+    in the order a ZooKeeper connection keeps them."""
+    held = dict.fromkeys(("super", "") if scheme == "super" else (scheme, ident)
+                         for scheme, ident in conn.ids)
     infos = []
-    for scheme, ident in conn.ids:
+    for scheme, ident in acl.zookeeper_order(held):
         user = ident.split(":", 1)[0] if scheme == "digest" else ident
         infos.append({"authScheme": scheme, "user": user})
     return {"clientInfo": infos}

@@ -38,6 +38,15 @@ reconnect at random times and ask a server whether a session lives; the
 server answers as the real shell does (a confirmed sync, then its applied
 state), and an "expired" answer must come only once the session's
 closeSession is committed, since a client takes it as final (issue 12).
+
+With trees=True every server also keeps a real DataTree (nookeeper/tree.py):
+some client writes are real txns on containers and TTL nodes, stamped by the
+leader's core as the server stamps them, and the serving leader proposes
+deleteContainer txns for what tree.reapable(now) gives, every few ticks, as
+the real reaper does. Snapshots carry the tree in the real snapshot format,
+/zookeeper/config is set on every tree a server starts from or installs, as
+the server sets it. Every member must get the same result for each txn, and
+after settling every member's tree must be the one the final history builds.
 """
 
 import heapq
@@ -47,6 +56,13 @@ from collections import Counter, deque
 import dataclasses
 from dataclasses import dataclass
 
+from construct import Container
+
+from nookeeper import snapshot as snapshot_codec
+from nookeeper.tree import DataTree
+from nookeeper.txn import Txn
+from nookeeper.wire.ops import NAMES, OpCode
+from nookeeper.wire.txn import decode_txn, encode_txn, stamp
 from nookeeper.zab import actions as act
 from nookeeper.zab.messages import (
     FOLLOWING,
@@ -71,6 +87,9 @@ CREATE = b"create"
 CLOSE = b"close"
 VALIDATIONS = ("confirmed", "plain", "local")
 UPHEAVAL = 10 * TICK  # an answer this soon after a crash or a new leader counts as given around it
+TREE = b"T"  # a tree write's payload: TREE, then the txn as the log holds it
+OPEN_ACL = [{"perms": 31, "id": {"scheme": "world", "id": "anyone"}}]
+REAPERS = ("log", "local")
 
 
 class Violation(AssertionError):
@@ -120,7 +139,10 @@ class Write:
 
 def session_op(payload):
     """(CREATE or CLOSE, session) for a session write, None for another write:
-    a payload is b"w<n>", or b"w<n> create <session>" / b"w<n> close <session>"."""
+    a payload is b"w<n>", or b"w<n> create <session>" / b"w<n> close <session>"
+    (or a tree write, TREE + txn)."""
+    if payload[:1] != b"w":
+        return None
     parts = payload.split()
     if len(parts) == 3:
         return parts[1], int(parts[2])
@@ -138,6 +160,44 @@ def sessions_in(entries):
             else:
                 live.discard(op[1])
     return live
+
+
+def tree_txn(payload):
+    """The Txn of a tree write, None for another write."""
+    return decode_txn(payload[1:]) if payload[:1] == TREE else None
+
+
+def unstamped(payload):
+    """A payload as its client submitted it, before the leader stamped it."""
+    return TREE + stamp(payload[1:], 0, 0) if payload[:1] == TREE else payload
+
+
+def describe(payload):
+    """A payload for the trace: a tree write as its type and path."""
+    txn = tree_txn(payload)
+    if txn is None:
+        return repr(payload)
+    return f"{NAMES.get(txn.type, txn.type)} {txn.request.path} (cxid {txn.cxid})"
+
+
+def tree_state(tree):
+    """Everything a client could read of a tree, to compare trees."""
+    return {path: (node.data, node.acl, node.stat(), node.ephemeral_owner, node.child_creates)
+            for path, node in ((path, tree.node(path)) for path in tree.paths())}
+
+
+def membership_of(members):
+    """/zookeeper/config's data for these members (pipeline.membership's format,
+    made-up addresses): every server sets it on each tree it starts from."""
+    return "\n".join([f"server.{sid}=10.0.0.{sid}:2888:2888:participant;10.0.0.{sid}:2181"
+                      for sid in members] + ["version=0"]).encode()
+
+
+class Snapshot(tuple):
+    """A snapshot: the entries applied up to it (what the checks compare) and,
+    with trees, the tree in the server's snapshot format (`chunks`)."""
+
+    chunks = ()
 
 
 @dataclass
@@ -237,6 +297,7 @@ class Server:
         self.held = []  # (fn, args) of events that came while it was paused
         self.sessions = set()  # the sessions its applied state holds
         self.validations = {}  # id -> Validation it has not answered yet
+        self.tree = None  # with trees: the DataTree its applied state is
 
     @property
     def up(self):
@@ -261,11 +322,17 @@ class Cluster:
     """
 
     def __init__(self, seed, n=3, limits=Limits(), chaos=True, calm_bound=60,
-                 start=True, validation="confirmed"):
+                 start=True, validation="confirmed", trees=False, reaping=True, reaper="log"):
         """validation: how a server checks a reconnecting session: "confirmed"
         as the real shell does, or, to show the checks catch the old bugs,
-        "plain" (an unconfirmed sync) or "local" (its applied state, no sync)."""
+        "plain" (an unconfirmed sync) or "local" (its applied state, no sync).
+        trees: servers keep DataTrees, clients write containers and TTL nodes;
+        reaping: the serving leader runs the reaper every few ticks (else only
+        when a test calls reap); reaper: "log" proposes deleteContainer txns as
+        the real one does, "local" (a bug, to show the checks catch it) deletes
+        from the leader's own tree without a txn."""
         assert validation in VALIDATIONS, validation
+        assert reaper in REAPERS, reaper
         self.seed = seed
         self.validation = validation
         self.n = n
@@ -308,7 +375,11 @@ class Cluster:
                           validations=0, answered_live=0, answered_expired=0,
                           live_after_close=0, answered_in_storms=0, answered_soon_after_crash=0,
                           answered_soon_after_election=0, dropped_not_serving=0,
-                          dropped_crash=0, dropped_role_change=0, dropped_timeout=0)
+                          dropped_crash=0, dropped_role_change=0, dropped_timeout=0,
+                          # trees: client writes of txns, the reaper's deleteContainer
+                          # proposals, and what they did when first applied
+                          tree_writes=0, reap_proposals=0, reaped_containers=0, reaped_ttl=0,
+                          reap_refused=0, reaps_across_leaders=0, tree_snapshots_installed=0)
         # chaos
         self.chaos = chaos
         self.calm_bound = calm_bound  # calm ticks, a quorum connected, before a leader must serve
@@ -324,6 +395,18 @@ class Cluster:
         if chaos:
             self._at(1, self._chaos)
             self._at(TICK, self._monitor)
+        # trees
+        self.trees = trees
+        self.reaper = reaper
+        self.membership = membership_of(self.members)
+        self.outcomes = {}  # zxid -> err of a tree txn, as the first member to apply it got it
+        self.reap_every, self.reap_batch, self.never_used_ms = 5 * TICK, 1000, 0
+        if trees and chaos:
+            self.reap_every = self.rng.choice((2, 5, 20)) * TICK
+            self.reap_batch = self.rng.choice((1, 3, 1000))  # the per-check bound
+            self.never_used_ms = self.rng.choice((0, 0, 30 * TICK))
+        if trees and reaping:
+            self._at(self.reap_every, self._reap_tick)
         if start:
             for sid in self.members:
                 self.restart(sid)
@@ -387,6 +470,7 @@ class Cluster:
         if "replay with:" in message:
             return message
         mode = "" if self.validation == "confirmed" else f" NK_SIM_VALIDATION={self.validation}"
+        mode += " NK_SIM_TREES=1" if self.trees else ""
         lines = [f"{message}",
                  f"seed={self.seed} n={self.n} t={self.now}; replay with: "
                  f"NK_SIM_SEED={self.seed} NK_SIM_SIZE={self.n}{mode} pytest tests/sim -k replay",
@@ -414,6 +498,7 @@ class Cluster:
         s.peer = Peer(sid, self.members, d.accepted, d.current, list(d.log), self.limits,
                       snap_zxid=snap, stamp=self._stamp)
         s.applied = list(d.snapshots[snap]) if snap else []
+        s.tree = self._tree_from(d.snapshots[snap] if snap else None)
         s.sessions = sessions_in(s.applied)
         s.leader = None
         self._note(f"s{sid} starts: epochs {d.accepted}/{d.current}, "
@@ -435,6 +520,7 @@ class Cluster:
         s.notices.clear()
         s.disk_busy = False
         s.applied = []
+        s.tree = None
         s.sessions = set()
         s.paused = False
         s.held = []  # all for this incarnation, which is gone
@@ -494,8 +580,10 @@ class Cluster:
                                 f"a prefix of the history")
             kept = set(a.entries) | set(snapshot)
             self._check_removal(s, [e for e in s.disk.log if e not in kept], "InstallSnapshot")
-            s.disk.install(a.zxid, snapshot, a.entries)
+            s.disk.install(a.zxid, a.snapshot, a.entries)
             s.applied = list(snapshot)
+            s.tree = self._tree_from(a.snapshot if a.zxid else None)
+            self.stats["tree_snapshots_installed"] += bool(a.zxid and self.trees)
             s.sessions = sessions_in(snapshot)
             s.received.append(("InstallSnapshot", (a.zxid, len(a.entries))))
             self.stats["snaps"] += 1
@@ -546,6 +634,7 @@ class Cluster:
         for zxid, payload in entries:
             i = len(s.applied)
             entry = (zxid, payload)
+            first = i == len(self.history)
             if not s.disk.covers(zxid, payload):
                 raise Violation(f"s{s.sid} applies {fmt(zxid)} that is not on its own disk")
             if i < len(self.history):
@@ -559,18 +648,68 @@ class Cluster:
             else:
                 raise Violation(f"s{s.sid} applies entry #{i} but history has {len(self.history)}")
             s.applied.append(entry)
+            if self.trees:
+                self._apply_to_tree(s, zxid, payload, first)
             op = session_op(payload)
             if op is not None:
                 if op[0] == CREATE:
                     s.sessions.add(op[1])
                 else:
                     s.sessions.discard(op[1])
-            w = self.writes.get(payload)
+            w = self.writes.get(unstamped(payload))
             if w and w.acked is None and (w.sid, w.incarnation) == (s.sid, s.incarnation):
                 w.acked = self.now  # its server applied it: the client hears back
                 self.stats["acked"] += 1
         if s.validations:
             self._answer_validations(s)
+
+    def _apply_to_tree(self, s, zxid, payload, first):
+        """Apply a tree write to s's tree: every member must get the result the
+        first one got. The first application counts what the reaper did."""
+        txn = tree_txn(payload)
+        if txn is None:
+            return
+        picked = s.tree.node(txn.request.path) if txn.type == OpCode.DELETE_CONTAINER else None
+        kind = "containers" if picked is not None and picked.is_container else "ttl"
+        outcome = s.tree.apply(txn)
+        seen = self.outcomes.setdefault(zxid, outcome.err)
+        if seen != outcome.err:
+            raise Violation(f"s{s.sid} applies {fmt(zxid)} (type {txn.type}) with result "
+                            f"{outcome.err}, another member got {seen}")
+        if first and txn.type == OpCode.DELETE_CONTAINER:
+            self.stats["reaped_" + kind if outcome.err == 0 else "reap_refused"] += 1
+            # proposed by a leader, first applied once a newer one took over
+            self.stats["reaps_across_leaders"] += zxid >> 32 < s.peer.accepted_epoch
+
+    def _tree_from(self, snap):
+        """The tree a server starts from: its snapshot's (the empty tree
+        without one), with /zookeeper/config from its own config, as
+        pipeline.py and commit.py set it."""
+        if not self.trees:
+            return None
+        tree = snapshot_codec.decode(snap.chunks) if snap else DataTree()
+        tree.set_config(self.membership)
+        return tree
+
+    def check_trees(self):
+        """Every member's tree is the one the final history builds from the
+        empty tree: they agree, and no snapshot, restore or SNAP lost anything."""
+        if not self.trees:
+            return
+        reference = DataTree()
+        reference.set_config(self.membership)
+        for _zxid, payload in self.servers[self.serving_leader()].applied:
+            txn = tree_txn(payload)
+            if txn is not None:
+                reference.apply(txn)
+        expected = tree_state(reference)
+        for sid, s in self.servers.items():
+            got = tree_state(s.tree)
+            if got != expected:
+                paths = sorted(set(got) | set(expected))
+                differ = [path for path in paths if got.get(path) != expected.get(path)]
+                raise Violation(f"trees differ: s{sid}'s differs from the history's "
+                                f"at {differ[:5]}")
 
     def _committed(self, payload):
         """The ensemble's session table, from the committed history."""
@@ -797,8 +936,36 @@ class Cluster:
             return None
         self.stats["writes"] += 1
         payload = b"w%d %s" % (self.stats["writes"], op) if op else b"w%d" % self.stats["writes"]
+        return self._submit(sid, payload)
+
+    def tree_write(self, sid, txn_type, **request):
+        """A client sends sid a write of the tree (a Txn of this type with this
+        request record), if sid serves; returns its payload."""
+        s = self.servers[sid]
+        if not s.serving:
+            return None
+        self.stats["writes"] += 1
+        self.stats["tree_writes"] += 1
+        txn = Txn(0, 0, 0, self.stats["writes"], txn_type, (), Container(**request))
+        return self._submit(sid, TREE + encode_txn(txn))
+
+    def create(self, sid, path, flags=0, ttl=None, container=False):
+        op = OpCode.CREATE_CONTAINER if container else OpCode.CREATE if ttl is None \
+            else OpCode.CREATE_TTL
+        extra = {} if ttl is None else {"ttl": ttl}
+        return self.tree_write(sid, op, path=path, data=b"", acl=OPEN_ACL,
+                               flags=4 if container else flags, **extra)
+
+    def delete(self, sid, path):
+        return self.tree_write(sid, OpCode.DELETE, path=path, version=-1)
+
+    def set_data(self, sid, path, data=b"x"):
+        return self.tree_write(sid, OpCode.SET_DATA, path=path, data=data, version=-1)
+
+    def _submit(self, sid, payload):
+        s = self.servers[sid]
         self.writes[payload] = Write(sid, s.incarnation, self.now)
-        self._note(f"client writes {payload!r} at s{sid}")
+        self._note(f"client writes {describe(payload)} at s{sid}")
         if s.peer.role == LEADING:
             self._guarded(self._propose, sid, payload)
         else:
@@ -810,9 +977,37 @@ class Cluster:
         self.run(sid, actions)
 
     def _stamp(self, payload, zxid, now_ms):
-        """Every proposal, the leader's own and forwarded ones, passes here."""
+        """Every proposal, the leader's own and forwarded ones, passes here; a
+        tree write gets the zxid and the clock as the server's stamp gives them."""
+        if payload[:1] == TREE:
+            payload = TREE + stamp(payload[1:], zxid, now_ms)
         self._proposed(zxid, payload)
         return payload
+
+    def _reap_tick(self):
+        self._at(self.reap_every, self._reap_tick)
+        for sid in self.members:
+            self.reap(sid)
+
+    def reap(self, sid, due=None):
+        """The reaper's check on sid (ContainerReaper.check): on the serving
+        leader, a deleteContainer for each node reapable now (or in `due`, as
+        picked earlier), up to the per-check bound. Returns the paths."""
+        s = self.servers[sid]
+        if not (s.takes_clients and s.peer.role == LEADING):
+            return []
+        if due is None:
+            due = s.tree.reapable(self.now, self.never_used_ms)
+        due = due[:self.reap_batch]
+        for path in due:
+            txn = Txn(0, 0, 0, 0, OpCode.DELETE_CONTAINER, (), Container(path=path))
+            if self.reaper == "local":
+                s.tree.apply(txn._replace(time=self.now))
+                continue
+            self.stats["reap_proposals"] += 1
+            self._note(f"s{sid} reaper proposes deleteContainer {path}")
+            self._guarded(self._propose, sid, TREE + encode_txn(txn))
+        return due
 
     def sync(self, sid, confirm=True):
         """A client's sync; confirmed, as the shell asks for one (ServerNode.submit_sync)."""
@@ -948,7 +1143,36 @@ class Cluster:
             if session is not None and taking and self.rng.random() < 0.5:
                 self.validate(self.rng.choice(taking), session)
             return
+        if self.trees and self.rng.random() < 0.7:
+            self._tree_client_write(sid)
+            return
         self.write(sid)
+
+    def _tree_client_write(self, sid):
+        """Containers /c<k> that get children and lose them, TTL nodes /t<k>
+        that are touched, get a child and lose it: a few names, so creates
+        collide, deletes miss and the reaper keeps finding work."""
+        rng = self.rng
+        k, j = rng.randint(0, 2), rng.randint(0, 1)
+        r = rng.random()
+        if r < 0.15:
+            self.create(sid, f"/c{k}", container=True)
+        elif r < 0.35:
+            self.create(sid, f"/c{k}/x{j}")
+        elif r < 0.55:
+            self.delete(sid, f"/c{k}/x{j}")
+        elif r < 0.7:
+            ttl = rng.randint(1, 30) * TICK
+            if rng.random() < 0.2:  # persistent-sequential with a TTL, inside a container
+                self.create(sid, f"/c{k}/s-", flags=6, ttl=ttl)
+            else:
+                self.create(sid, f"/t{k}", flags=5, ttl=ttl)
+        elif r < 0.8:
+            self.set_data(sid, f"/t{k}")
+        elif r < 0.9:
+            self.create(sid, f"/t{k}/y")
+        else:
+            self.delete(sid, f"/t{k}/y")
 
     # -- time, chaos and liveness ------------------------------------------------------
 
@@ -1020,7 +1244,10 @@ class Cluster:
         if not s.up or not s.applied:
             return
         zxid = s.applied[-1][0]
-        s.disk.snapshots[zxid] = tuple(s.applied)
+        snap = Snapshot(s.applied)
+        if self.trees:
+            snap.chunks = tuple(snapshot_codec.encode(s.tree))
+        s.disk.snapshots[zxid] = snap
         s.disk.purge()
         self.stats["snapshots"] += 1
         self._note(f"s{sid} snapshots at {fmt(zxid)}")
@@ -1117,6 +1344,7 @@ class Cluster:
         try:
             self.check_all()
             self.check_writes()
+            self.check_trees()
         except Violation as e:
             raise Violation(self.report(str(e))) from None
         return (self.now - start) // TICK
@@ -1127,7 +1355,7 @@ class Cluster:
         final = self.servers[self.serving_leader()].applied
         if self.history != final[:len(self.history)]:
             raise Violation("the final history does not extend the committed one")
-        position = {payload: i for i, (_zxid, payload) in enumerate(final)}
+        position = {unstamped(payload): i for i, (_zxid, payload) in enumerate(final)}
         lost = [p for p, w in self.writes.items() if w.acked is not None and p not in position]
         if lost:
             raise Violation(f"acknowledged writes lost: {lost}")
@@ -1169,14 +1397,18 @@ class Cluster:
     def wait_applied(self, sid, payloads, ticks=30):
         """Until sid has applied all these writes (the clients' acknowledgements)."""
         def done():
-            applied = {p for _z, p in self.servers[sid].applied}
+            applied = {unstamped(p) for _z, p in self.servers[sid].applied}
             return all(p in applied for p in payloads)
 
         if not self.run_until(done, ticks):
-            raise Violation(self.report(f"s{sid} did not apply {payloads} within {ticks} ticks"))
+            raise Violation(self.report(f"s{sid} did not apply {[describe(p) for p in payloads]} "
+                                        f"within {ticks} ticks"))
 
     def epoch_of_leader(self, sid):
         return self.servers[sid].peer.state.epoch
 
     def payloads(self, sid):
         return [p for _z, p in self.servers[sid].applied]
+
+    def tree(self, sid):
+        return self.servers[sid].tree

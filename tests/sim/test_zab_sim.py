@@ -5,7 +5,9 @@ resets, partitions, slow disks and client writes, checking safety all along
 and liveness at the end (see simulation.py). NK_SIM_SEEDS=N runs N seeds per
 size instead of the default; NK_SIM_SEED=S NK_SIM_SIZE=n replays one seed
 (test_replay; NK_SIM_TRACE=lines lengthens the trace a failure prints;
-NK_SIM_VALIDATION=plain|local replays a run of a weaker session check).
+NK_SIM_VALIDATION=plain|local replays a run of a weaker session check;
+NK_SIM_TREES=1 one with trees). test_random_trees_* run other seeds with
+real DataTrees: containers and TTL nodes reaped by the leader through the log.
 
 The scenario tests drive one situation each, deterministically.
 """
@@ -28,8 +30,10 @@ from nookeeper.zab.peer import Limits, Peer
 from nookeeper.zab.zxid import make_zxid
 from .simulation import TICK, Cluster, Violation, sessions_in
 
-# Seeds per size in the default run, and ticks per run: about 35 s in all.
+# Seeds per size in the default run, and ticks per run: about 35 s in all;
+# with trees, about 7 s more. NK_SIM_SEEDS scales both alike.
 DEFAULT_SEEDS = {3: 300, 5: 200}
+DEFAULT_TREE_SEEDS = {3: 80, 5: 40}
 RUN_TICKS = 600
 
 
@@ -37,8 +41,15 @@ def _seeds(n):
     return range(int(os.environ.get("NK_SIM_SEEDS", DEFAULT_SEEDS[n])))
 
 
-def run_seed(seed, n, trace=None, validation="confirmed"):
-    cluster = Cluster(seed, n, validation=validation)
+def _tree_seeds(n):
+    wanted = os.environ.get("NK_SIM_SEEDS")
+    if wanted is None:
+        return range(DEFAULT_TREE_SEEDS[n])
+    return range(int(wanted) * DEFAULT_TREE_SEEDS[n] // DEFAULT_SEEDS[n])
+
+
+def run_seed(seed, n, trace=None, validation="confirmed", trees=False):
+    cluster = Cluster(seed, n, validation=validation, trees=trees)
     if trace:
         cluster.trace = type(cluster.trace)(maxlen=trace)
     try:
@@ -68,7 +79,8 @@ def test_replay():
         pytest.skip("set NK_SIM_SEED (and NK_SIM_SIZE) to replay a seed")
     n = int(os.environ.get("NK_SIM_SIZE", 3))
     cluster = run_seed(int(seed), n, trace=int(os.environ.get("NK_SIM_TRACE", 0)) or None,
-                       validation=os.environ.get("NK_SIM_VALIDATION", "confirmed"))
+                       validation=os.environ.get("NK_SIM_VALIDATION", "confirmed"),
+                       trees=os.environ.get("NK_SIM_TREES") == "1")
     print(f"seed {seed}, {n} servers: {cluster.stats}\n{dict(cluster.reasons)}")
 
 
@@ -538,3 +550,116 @@ def test_the_leader_stamps_a_forwarded_write_with_its_own_clock():
     assert payload == b"w1@%x,4242" % zxid
     sent = [a.message for a in out if isinstance(a, act.Send) and a.to == follower.sid]
     assert [m.payload for m in sent if hasattr(m, "payload")] == [payload]
+
+
+# -- containers and TTL nodes: real trees, the leader's reaper -----------------------
+
+
+@pytest.mark.parametrize("seed", _tree_seeds(3))
+def test_random_trees_3(seed):
+    run_seed(seed, 3, trees=True)
+
+
+@pytest.mark.parametrize("seed", _tree_seeds(5))
+def test_random_trees_5(seed):
+    run_seed(seed, 5, trees=True)
+
+
+def test_the_tree_runs_reap_through_the_hard_paths():
+    """A guard against tree runs that stopped hurting: across a few seeds the
+    reaper must delete containers and TTL nodes, have some of its deletes
+    refused (the node changed after it was picked, or a deposed leader's
+    pick was done again by its successor), have some applied only under a
+    newer leader, and members must install snapshots of trees (SNAP)."""
+    totals = {}
+    for seed in range(12):
+        stats = run_seed(seed, 3 + 2 * (seed % 2), trees=True).stats
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0) + value
+    assert totals["tree_writes"] > 1000 and totals["reap_proposals"] > 100, totals
+    assert totals["reaped_containers"] > 15 and totals["reaped_ttl"] > 50, totals
+    assert totals["reap_refused"] > 20 and totals["reaps_across_leaders"] > 0, totals
+    assert totals["tree_snapshots_installed"] > 0 and totals["elections"] > 30, totals
+    assert totals["crashes_mid_actions"] > 20, totals
+
+
+def test_the_tree_checks_catch_a_reaper_that_deletes_outside_the_log():
+    """The model has teeth: a leader that deletes reapable nodes from its own
+    tree instead of proposing a deleteContainer is caught within a few seeds,
+    by a later txn's result on it or by the trees compared at the end."""
+    for seed in range(10):
+        cluster = Cluster(seed, 3, trees=True, reaper="local")
+        try:
+            cluster.run_for(RUN_TICKS)
+            cluster.settle()
+        except Violation as e:
+            assert "another member got" in str(e) or "trees differ" in str(e), str(e)
+            return
+    pytest.fail("no seed caught a reaper deleting outside the log")
+
+
+def _tree_cluster(seed):
+    c = Cluster(seed, 3, chaos=False, trees=True, reaping=False)
+    leader = c.wait_for_leader()
+    c.wait_converged()
+    return c, leader
+
+
+def test_containers_and_ttl_nodes_are_reaped_alike_through_a_leader_change():
+    """A container emptied and a TTL node left alone under one leader are
+    reaped by its successor (the old leader's delete of the container died
+    with it, uncommitted); every member, the old leader restarted from its
+    disk included, ends with the tree the history builds, its own
+    /zookeeper/config in it."""
+    c, leader = _tree_cluster(30)
+    writes = [c.create(leader, "/c", container=True), c.create(leader, "/c/x"),
+              c.create(leader, "/t", flags=5, ttl=5 * TICK), c.create(leader, "/kept"),
+              c.delete(leader, "/c/x")]
+    c.wait_applied(leader, writes)
+    c.wait_converged()
+    assert c.reap(leader) == ["/c"]  # /t is not old enough yet
+    c.crash(leader)
+    successor = c.wait_for_leader()
+    assert successor != leader
+    expires = c.tree(successor).node("/t").mtime + 5 * TICK  # the TTL, on the leader's clock
+    assert c.run_until(lambda: c.now > expires, 20)
+    assert c.reap(successor) == ["/c", "/t"]
+    c.restart(leader)
+    c.wait_converged()
+    for sid in c.members:
+        tree = c.tree(sid)
+        assert tree.node("/c") is None and tree.node("/t") is None and tree.node("/kept")
+        assert tree.get_data("/zookeeper/config", ())[0] == c.membership
+    assert (c.stats["reap_proposals"], c.stats["reaped_containers"], c.stats["reaped_ttl"]) \
+        == (3, 1, 1)
+    c.check_trees()
+
+
+def test_a_container_that_got_a_child_after_it_was_picked_is_kept():
+    """The reaper picked /c empty, a client's create of /c/y was proposed
+    before its deleteContainer: every member refuses the delete alike."""
+    c, leader = _tree_cluster(31)
+    writes = [c.create(leader, "/c", container=True), c.create(leader, "/c/x"),
+              c.delete(leader, "/c/x")]
+    c.wait_applied(leader, writes)
+    picked = c.tree(leader).reapable(c.now)
+    assert picked == ["/c"]
+    child = c.create(leader, "/c/y")
+    assert c.reap(leader, due=picked) == ["/c"]
+    c.wait_applied(leader, [child])
+    c.wait_converged()
+    assert c.stats["reap_refused"] == 1 and c.stats["reaped_containers"] == 0
+    for sid in c.members:
+        assert c.tree(sid).node("/c/y") is not None
+    c.check_trees()
+
+
+def test_the_final_tree_check_sees_a_member_whose_tree_drifted():
+    c, leader = _tree_cluster(32)
+    c.wait_applied(leader, [c.create(leader, "/a")])
+    c.wait_converged()
+    c.check_trees()
+    drifted = next(sid for sid in c.members if sid != leader)
+    c.tree(drifted).node("/a").data = b"drift"
+    with pytest.raises(Violation, match=f"trees differ: s{drifted}'s differs .* at \\['/a'\\]"):
+        c.check_trees()
