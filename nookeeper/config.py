@@ -25,6 +25,9 @@ _KEYS = (
     "ttl_nodes", "enforce_quota",
 )
 _REQUIRED = ("server_id", "client_address", "data_dir")
+# ZooKeeper's 4lw.commands.whitelist default: srvr only, so a server does not
+# show its connections, sessions and config to whoever reaches its port.
+DEFAULT_FOUR_LETTER_WORDS = frozenset({"srvr"})
 
 
 class ConfigError(Exception):
@@ -276,7 +279,8 @@ def load_config(path) -> ServerConfig:
     max_frame_bytes = optional("max_frame_bytes", 1048576, positive)
     max_connections_per_ip = optional("max_connections_per_ip", 60, positive)
     max_connections = optional("max_connections", 1024, positive)
-    words = optional("four_letter_words", None, lambda k, v: _four_letter_words(check, v))
+    words = optional("four_letter_words", DEFAULT_FOUR_LETTER_WORDS,
+                     lambda k, v: _four_letter_words(check, v))
     super_digest = optional("super_digest", None, lambda k, v: _super_digest(check, v))
     log_file = optional("log_file", None, lambda k, v: Path(check.string(k, v)).absolute())
     snapshot_every = optional("snapshot_every_txns", 100000, positive)

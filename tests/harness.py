@@ -80,8 +80,11 @@ class ServerProcess:
             "min_session_timeout_ms": 400,
             "max_session_timeout_ms": 30000,
             "log_level": "DEBUG",
+            "four_letter_words": "*",
         }
         config.update(settings)
+        # A setting of None leaves the key out: the server's own default applies.
+        config = {key: value for key, value in config.items() if value is not None}
         self.config_path.write_text(yaml.safe_dump(config))
         self.proc = None
 

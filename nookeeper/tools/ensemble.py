@@ -182,7 +182,8 @@ class Ensemble:
             if banner_at is None:
                 for member in self.members:
                     if not member.ready:
-                        member.ready = member.ask("ruok") == "imok"
+                        # srvr: the one word a server answers whatever its four_letter_words.
+                        member.ready = member.ask("srvr") is not None
                 if all(m.ready for m in self.members):
                     leader = self._leader_text()
                     self._banner(leader)
@@ -191,7 +192,7 @@ class Ensemble:
                     next_leader_poll = now + LEADER_POLL_S
                 elif not warned_slow and now - started_at > SLOW_START_S:
                     waiting = ", ".join(m.name for m in self.members if not m.ready)
-                    self.out.say(f"still waiting for {waiting} to answer ruok")
+                    self.out.say(f"still waiting for {waiting} to answer srvr")
                     warned_slow = True
             elif leader_pending and now >= next_leader_poll:
                 leader = self._leader_text()

@@ -37,3 +37,10 @@ def test_whitelist(server_factory):
     server = server_factory("whitelist", four_letter_words=["ruok"])
     assert server.command("ruok") == "imok"
     assert server.command("mntr") == "mntr is not executed because it is not in the whitelist.\n"
+
+
+def test_without_the_key_only_srvr_answers_as_in_zookeeper(server_factory):
+    server = server_factory("default", four_letter_words=None)
+    assert "Mode: standalone" in server.command("srvr")
+    for word in ("ruok", "stat", "mntr", "dump"):
+        assert server.command(word) == f"{word} is not executed because it is not in the whitelist.\n"

@@ -93,8 +93,8 @@ def test_defaults(write, minimal):
     assert config.max_frame_bytes == 1048576
     assert config.max_connections_per_ip == 60
     assert config.max_connections == 1024
-    assert config.four_letter_words is None
-    assert config.allows_four_letter_word("dump")
+    assert config.four_letter_words == frozenset({"srvr"})  # ZooKeeper's default
+    assert not config.allows_four_letter_word("dump")
     assert config.super_digest is None
     assert config.log_level == "INFO"
     assert config.log_file is None
