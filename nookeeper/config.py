@@ -22,7 +22,7 @@ _KEYS = (
     "four_letter_words", "super_digest", "log_level", "log_file",
     "snapshot_every_txns", "snapshot_retain_count", "metrics_address",
     "container_check_interval_ms", "container_max_per_minute", "container_max_never_used_ms",
-    "ttl_nodes", "enforce_quota",
+    "ttl_nodes", "enforce_quota", "max_outstanding_per_connection", "global_outstanding_limit",
 )
 _REQUIRED = ("server_id", "client_address", "data_dir")
 # ZooKeeper's 4lw.commands.whitelist default: srvr only, so a server does not
@@ -75,6 +75,10 @@ class ServerConfig:
     container_max_never_used_ms: int = 0
     ttl_nodes: bool = True  # ZooKeeper's zookeeper.extendedTypesEnabled
     enforce_quota: bool = False  # ZooKeeper's zookeeper.enforceQuota
+    # Unanswered requests before a connection's reader stops reading (server/throttle.py);
+    # the global one is ZooKeeper's globalOutstandingLimit.
+    max_outstanding_per_connection: int = 1000
+    global_outstanding_limit: int = 1000
     # server id -> (host, port) its clients use, for the members that give one
     # after their peer address ("host:port;clienthost:clientport"), as
     # ZooKeeper's server.N lines may: /zookeeper/config shows them.
@@ -292,6 +296,8 @@ def load_config(path) -> ServerConfig:
                                     lambda k, v: check.integer(k, v, 0))
     ttl_nodes = optional("ttl_nodes", True, check.boolean)
     enforce_quota = optional("enforce_quota", False, check.boolean)
+    per_connection_limit = optional("max_outstanding_per_connection", 1000, positive)
+    global_limit = optional("global_outstanding_limit", 1000, positive)
     # Last, so that a file with any other mistake leaves no directory behind.
     data_dir = _data_dir(check, doc["data_dir"])
 
@@ -325,5 +331,7 @@ def load_config(path) -> ServerConfig:
         container_max_never_used_ms=container_never_used,
         ttl_nodes=ttl_nodes,
         enforce_quota=enforce_quota,
+        max_outstanding_per_connection=per_connection_limit,
+        global_outstanding_limit=global_limit,
         member_clients=member_clients,
     )

@@ -80,8 +80,9 @@ def _first_ttl_create(opcode, request):
 
 
 class Connection:
-    def __init__(self, pipeline, sock, address):
+    def __init__(self, pipeline, sock, address, throttle=None):
         self.pipeline = pipeline
+        self.throttle = throttle if throttle is not None else pipeline.throttle
         self.sock = sock
         self.address = address
         self.session_id = 0
@@ -92,6 +93,7 @@ class Connection:
         self._outbound = queue.SimpleQueue()
         self._send_lock = threading.Lock()
         self._queued = 0     # items handed to the sender thread and not yet written
+        self.unanswered = 0  # requests admitted by the throttle and not answered yet
         self._held = None    # sent inside replies_held() and not yet released
         self._order_lock = threading.Lock()
         self._order = RequestOrder()
@@ -125,6 +127,10 @@ class Connection:
     @property
     def queued(self):
         return len(self._order)
+
+    @property
+    def unwritten(self):
+        return self._queued
 
     def send(self, data):
         if self.closed:
@@ -206,6 +212,7 @@ class Connection:
                     self.sent += len(chunks)
                     with self._send_lock:
                         self._queued -= len(chunks)
+                    self.throttle.written()
                 except OSError:
                     self.closed = True
                     done = True
@@ -226,8 +233,10 @@ class Connection:
         self.last_op = ops.TAGS.get(opcode, "UNKN")
         if xid > 0:
             self.last_cxid = xid
+        self.throttle.admit(self)
         request = self._request(xid, opcode, body, time.perf_counter())
         if request is None:
+            self.throttle.answered(self)
             return
         with self._order_lock:
             for step in self._order.add(request):
@@ -381,10 +390,12 @@ class Connection:
         self.min_latency = latency if self.min_latency is None else min(self.min_latency, latency)
         self.pipeline.stats.record(ops.NAMES.get(request.opcode, "unknown"), seconds, len(reply))
         self.send(reply)
+        self.throttle.answered(self)
         if request.close_after:
             self.close()
 
     def teardown(self):
         """The reader is gone: forget watches; the session lives on until it expires."""
         self.pipeline.disconnected(self)
+        self.throttle.forget(self)
         self.close()

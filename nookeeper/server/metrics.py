@@ -73,6 +73,9 @@ class NodeCollector(Collector):
                      len(node.state.connections()))
         yield _gauge("nookeeper_outstanding_requests",
                      "Requests of this server's clients not answered yet.", node.state.outstanding())
+        yield _gauge("nookeeper_throttle_stalls",
+                     "Times a client connection's reader stopped reading at an outstanding "
+                     "requests limit (a counter).", node.pipeline.throttle.stalls)
         learners, synced = leader_followers(node)
         yield _gauge("nookeeper_learners", "On the leader: followers connected to it.", learners)
         yield _gauge("nookeeper_synced_followers",

@@ -47,6 +47,7 @@ from nookeeper.server.peerport import PeerPort
 from nookeeper.server.replication import META_ACCEPTED, META_CURRENT, Replication
 from nookeeper.server.snapshotter import Snapshotter
 from nookeeper.server.state import ServerState
+from nookeeper.server.throttle import Throttle
 from nookeeper.snapstore import SnapshotStore
 from nookeeper.txn import Txn
 from nookeeper.wire.ops import CLOSE_SESSION
@@ -67,6 +68,8 @@ class Pipeline:
         self.config = config
         self.stats = stats
         self.state = state = ServerState(config.tick_ms)
+        self.throttle = Throttle(config.max_outstanding_per_connection,
+                                 config.global_outstanding_limit)
         store = SnapshotStore(wal)
         core = _recovered_core(config, wal, store, state)
 

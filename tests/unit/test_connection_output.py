@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from nookeeper.server.connection import Connection, replies_held
+from nookeeper.server.throttle import Throttle
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def pair():
 @pytest.fixture
 def conn(pair):
     """Its sender thread starts only when a test says so."""
-    return Connection(None, pair[0], ("127.0.0.1", 1))
+    return Connection(None, pair[0], ("127.0.0.1", 1), throttle=Throttle(1000, 1000))
 
 
 def read_all(sock):

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from nookeeper import acl
 from nookeeper.errors import AuthFailedError, ZooKeeperError
 from nookeeper.server.connection import Connection
+from nookeeper.server.throttle import Throttle
 from nookeeper.wire import client, hotpath
 from nookeeper.wire.records import AuthPacket, MultiOps
 from nookeeper.wire.jute import (
@@ -224,7 +225,7 @@ def authenticate(body):
                                  config=types.SimpleNamespace(super_digest=None))
     ours, theirs = socket.socketpair()
     theirs.settimeout(5)
-    conn = Connection(node, ours, ("127.0.0.1", 1))
+    conn = Connection(node, ours, ("127.0.0.1", 1), throttle=Throttle(10, 10))
     conn.start_sending()
     try:
         conn.handle(client.XID_AUTH, client.OpCode.AUTH, body)
