@@ -38,6 +38,7 @@ from nookeeper.quota import (
 )
 from nookeeper.wire.ops import (
     CREATES,
+    MAX_TTL,
     MULTI_SUB_OPS,
     NODE_CHILDREN_CHANGED,
     NODE_CREATED,
@@ -49,7 +50,6 @@ from nookeeper.wire.ops import (
 # Stored ephemeralOwner markers for the kinds that are not session-owned.
 CONTAINER_OWNER = -(1 << 63)
 _TTL_TAG = 0xFF
-MAX_TTL = (1 << 40) - 1
 
 BUILTIN_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 _MAX_QUOTA_WARNINGS = 100

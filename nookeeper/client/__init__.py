@@ -12,6 +12,7 @@ from nookeeper.client.datawatch import ChildrenWatch, DataWatch
 from nookeeper.client.retry import ForceRetryError, KeeperRetry
 from nookeeper.client.states import EventType, KeeperState, WatchedEvent, ZnodeStat
 from nookeeper.client.transaction import Transaction
+from nookeeper.client.treewatch import TreeWatch
 
 __all__ = [
     "AsyncResult",
@@ -23,6 +24,7 @@ __all__ = [
     "KeeperRetry",
     "KeeperState",
     "Transaction",
+    "TreeWatch",
     "WatchedEvent",
     "ZnodeStat",
     "exceptions",

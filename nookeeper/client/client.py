@@ -18,9 +18,11 @@ from nookeeper.client.datawatch import ChildrenWatch, DataWatch
 from nookeeper.client.exceptions import (
     ConnectionClosedError,
     ConnectionLoss,
+    InvalidArgumentsError,
     KeeperTimeoutError,
     NodeExistsError,
     NoNodeError,
+    UnimplementedError,
     ZooKeeperError,
 )
 from nookeeper.client.fourletter import four_letter_word
@@ -29,19 +31,79 @@ from nookeeper.client.protocol import encode_body
 from nookeeper.client.retry import KeeperRetry
 from nookeeper.client.security import OPEN_ACL_UNSAFE, acl_from_record, acl_to_record
 from nookeeper.client.states import KeeperState, ZnodeStat
-from nookeeper.client.transaction import Transaction
-from nookeeper.client.watchers import CHILD, DATA, CallbackThread, WatchRegistry
+from nookeeper.client.transaction import READS, Transaction
+from nookeeper.client.treewatch import TreeWatch
+from nookeeper.client.watchers import (
+    CHILD,
+    DATA,
+    PERSISTENT,
+    RECURSIVE,
+    TABLES_FOR_WATCHER_TYPE,
+    CallbackThread,
+    WatchRegistry,
+)
 from nookeeper.wire.client import OpCode
+from nookeeper.wire.ops import (
+    MAX_TTL,
+    MODE_PERSISTENT,
+    MODE_PERSISTENT_RECURSIVE,
+    WATCHER_ANY,
+    WATCHER_CHILDREN,
+    WATCHER_DATA,
+    WATCHER_PERSISTENT,
+    WATCHER_PERSISTENT_RECURSIVE,
+)
 
 log = logging.getLogger("nookeeper.client")
 
 _EPHEMERAL = 1
 _SEQUENCE = 2
+_CONTAINER = 4
+_TTL = 5
+_TTL_SEQUENCE = 6
+
+# remove_watches' kinds: names or removeWatches' WatcherType numbers. The
+# persistent kinds need a server that removes them one kind at a time
+# (nookeeper, ZooKeeper 3.9+); "any" removes them on every server.
+WATCHER_KINDS = {
+    "children": WATCHER_CHILDREN,
+    "data": WATCHER_DATA,
+    "any": WATCHER_ANY,
+    "persistent": WATCHER_PERSISTENT,
+    "persistent_recursive": WATCHER_PERSISTENT_RECURSIVE,
+}
 
 
 def _parent(full_path):
     parent = full_path.rsplit("/", 1)[0]
     return parent or "/"
+
+
+def _create_mode(ephemeral, sequence, ttl, container):
+    """(opcode, CreateMode flags), refusing the combinations ZooKeeper has no mode for."""
+    if ttl is not None:
+        if isinstance(ttl, bool) or not isinstance(ttl, int):
+            raise TypeError("ttl must be an int (milliseconds)")
+        if not 0 < ttl <= MAX_TTL:
+            raise InvalidArgumentsError(f"ttl must be between 1 and {MAX_TTL} ms, not {ttl}")
+        if ephemeral or container:
+            raise InvalidArgumentsError("only persistent nodes take a ttl")
+        return OpCode.CREATE_TTL, _TTL_SEQUENCE if sequence else _TTL
+    if container:
+        if ephemeral or sequence:
+            raise InvalidArgumentsError("a container cannot be ephemeral or sequential")
+        return OpCode.CREATE_CONTAINER, _CONTAINER
+    return OpCode.CREATE, (_EPHEMERAL if ephemeral else 0) | (_SEQUENCE if sequence else 0)
+
+
+def _watcher_type(kind):
+    """remove_watches' kind as removeWatches' WatcherType."""
+    if isinstance(kind, int) and not isinstance(kind, bool):
+        if kind in TABLES_FOR_WATCHER_TYPE:
+            return kind
+    elif isinstance(kind, str) and kind.lower() in WATCHER_KINDS:
+        return WATCHER_KINDS[kind.lower()]
+    raise ValueError(f"unknown watch kind {kind!r}: one of {', '.join(WATCHER_KINDS)} or 1..5")
 
 
 class KeeperClient:
@@ -71,10 +133,13 @@ class KeeperClient:
         self._listeners = []
         self._state = KeeperState.LOST
         self._registry = WatchRegistry()
+        # Cleared the first time a server answers createContainer UNIMPLEMENTED.
+        self._containers = True
         self._callbacks = CallbackThread("nookeeper-watcher")
         self._connection = None
         self.DataWatch = functools.partial(DataWatch, self)
         self.ChildrenWatch = functools.partial(ChildrenWatch, self)
+        self.TreeWatch = functools.partial(TreeWatch, self)
 
     def __getattr__(self, name):
         """Recipes (Lock, Election, ...) from nookeeper.client.recipes, bound to this client."""
@@ -202,9 +267,9 @@ class KeeperClient:
     def _new_result(self):
         return AsyncResult(self._callbacks.post)
 
-    def _submit(self, opcode, body, convert=None, watch=None):
+    def _submit(self, opcode, body, convert=None, watch=None, unwatch=None):
         result = self._new_result()
-        request = Request(opcode, encode_body(opcode, body), result, convert, watch)
+        request = Request(opcode, encode_body(opcode, body), result, convert, watch, unwatch)
         connection = self._connection
         if connection is None:
             result.set_exception(ConnectionClosedError("the client is not started"))
@@ -236,13 +301,18 @@ class KeeperClient:
             acl = self.default_acl or OPEN_ACL_UNSAFE
         return [acl_to_record(entry) for entry in acl]
 
-    def _create_record(self, path, value, acl, ephemeral, sequence):
-        return {
+    def _create_record(self, path, value, acl, ephemeral, sequence, ttl=None, container=False):
+        """(opcode, record) of a create: createTTL with a ttl, createContainer for a container."""
+        opcode, flags = _create_mode(ephemeral, sequence, ttl, container)
+        record = {
             "path": self._full(path, trailing=sequence),
             "data": self._check_value(value),
             "acl": self._acl_records(acl),
-            "flags": (_EPHEMERAL if ephemeral else 0) | (_SEQUENCE if sequence else 0),
+            "flags": flags,
         }
+        if opcode == OpCode.CREATE_TTL:
+            record["ttl"] = ttl
+        return opcode, record
 
     @staticmethod
     def _watch(table, full_path, watch):
@@ -271,10 +341,18 @@ class KeeperClient:
     # -- operations ----------------------------------------------------
 
     def create(self, path, value=b"", acl=None, ephemeral=False, sequence=False,
-               makepath=False, include_data=False):
-        """Create a node; returns its path, or (path, ZnodeStat) with include_data."""
-        record = self._create_record(path, value, acl, ephemeral, sequence)
-        attempt = functools.partial(self._create_full, record, include_data)
+               makepath=False, include_data=False, ttl=None, container=False):
+        """Create a node; returns its path, or (path, ZnodeStat) with include_data.
+
+        ttl (ms): a persistent node the server removes once it has had no
+        children and no change for that long (the server must allow TTL
+        nodes: ZooKeeper's extendedTypesEnabled). container: a node the
+        server removes once its last child is gone. Neither goes with
+        ephemeral, nor together, nor a container with sequence
+        (InvalidArgumentsError, before anything is sent, as Java's client).
+        """
+        opcode, record = self._create_record(path, value, acl, ephemeral, sequence, ttl, container)
+        attempt = functools.partial(self._create_full, opcode, record, include_data)
         if not makepath:
             return attempt().get()
         try:
@@ -284,47 +362,68 @@ class KeeperClient:
         return attempt().get()
 
     def create_async(self, path, value=b"", acl=None, ephemeral=False, sequence=False,
-                     makepath=False, include_data=False):
+                     makepath=False, include_data=False, ttl=None, container=False):
+        opcode, record = self._create_record(path, value, acl, ephemeral, sequence, ttl, container)
         if makepath:
             return self._in_background(
-                self.create, path, value, acl, ephemeral, sequence, True, include_data)
-        record = self._create_record(path, value, acl, ephemeral, sequence)
-        return self._create_full(record, include_data)
+                self.create, path, value, acl, ephemeral, sequence, True, include_data,
+                ttl, container)
+        return self._create_full(opcode, record, include_data)
 
-    def _create_full(self, record, include_data):
+    def _create_full(self, opcode, record, include_data):
         strip = self._chroot.strip
+        if opcode == OpCode.CREATE and include_data:
+            opcode = OpCode.CREATE2
         if include_data:
             return self._submit(
-                OpCode.CREATE2, record,
+                opcode, record,
                 convert=lambda body: (strip(body.path), ZnodeStat.from_record(body.stat)))
-        return self._submit(OpCode.CREATE, record, convert=lambda body: strip(body.path))
+        return self._submit(opcode, record, convert=lambda body: strip(body.path))
 
-    def ensure_path(self, path, acl=None):
-        """Create `path` and any missing ancestors (the chroot's too); True."""
-        self._ensure_full(self._full(path), self._acl_records(acl))
+    def ensure_path(self, path, acl=None, container=False):
+        """Create `path` and any missing ancestors (the chroot's too); True.
+
+        container=True makes the missing nodes under the chroot containers,
+        which the server removes once emptied (Curator's
+        creatingParentContainersIfNeeded); a server without containers gets
+        plain nodes instead.
+        """
+        self._ensure_full(self._full(path), self._acl_records(acl), container)
         return True
 
-    def ensure_path_async(self, path, acl=None):
-        return self._in_background(self.ensure_path, path, acl)
+    def ensure_path_async(self, path, acl=None, container=False):
+        return self._in_background(self.ensure_path, path, acl, container)
 
-    def _ensure_full(self, full_path, acl_records):
+    def _ensure_full(self, full_path, acl_records, container=False):
         if full_path == "/":
             return
         if self._submit(OpCode.EXISTS, {"path": full_path, "watch": False},
                         convert=self._stat).get() is not None:
             return
-        record = {"path": full_path, "data": b"", "acl": acl_records, "flags": 0}
         try:
-            self._submit(OpCode.CREATE, record).get()
+            self._create_directory(full_path, acl_records, container)
             return
         except NodeExistsError:
             return
         except NoNodeError:
-            self._ensure_full(_parent(full_path), acl_records)
+            self._ensure_full(_parent(full_path), acl_records, container)
         try:
-            self._submit(OpCode.CREATE, record).get()
+            self._create_directory(full_path, acl_records, container)
         except NodeExistsError:
             pass
+
+    def _create_directory(self, full_path, acl_records, container):
+        """An empty node for ensure_path: a container if asked and the server has them."""
+        record = {"path": full_path, "data": b"", "acl": acl_records, "flags": 0}
+        inside_chroot = not self.chroot or full_path.startswith(self.chroot + "/")
+        if container and inside_chroot and self._containers:
+            try:
+                self._submit(OpCode.CREATE_CONTAINER, {**record, "flags": _CONTAINER}).get()
+                return
+            except UnimplementedError:
+                log.info("the server has no containers; creating plain nodes instead")
+                self._containers = False
+        self._submit(OpCode.CREATE, record).get()
 
     def delete(self, path, version=-1, recursive=False):
         """Delete a node (and, with recursive, everything under it); True."""
@@ -442,7 +541,101 @@ class KeeperClient:
         return result
 
     def transaction(self):
+        """A multi: writes that all happen or none do, or reads answered together."""
         return Transaction(self)
+
+    def read_transaction(self):
+        """A multi of reads only (get, get_children), sent as one multiRead."""
+        return Transaction(self, kind=READS)
+
+    def add_watch(self, path, callback, recursive=False):
+        """Call `callback(WatchedEvent)` on every change of `path`, until removed; True.
+
+        A persistent watch stays after firing. Plain, it hears what a data
+        and a child watch on the path would (created, changed, deleted,
+        children changed); recursive, it hears created, changed and deleted
+        for the path and every node below it, never children changed. It
+        survives reconnects (SetWatches2); when the session is lost it gets
+        one NONE event and is gone, like every watch.
+        """
+        return self.add_watch_async(path, callback, recursive).get()
+
+    def add_watch_async(self, path, callback, recursive=False):
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        full = self._full(path)
+        mode = MODE_PERSISTENT_RECURSIVE if recursive else MODE_PERSISTENT
+        return self._submit(OpCode.ADD_WATCH, {"path": full, "mode": mode},
+                            convert=lambda body: True,
+                            watch=(RECURSIVE if recursive else PERSISTENT, full, callback))
+
+    def remove_watches(self, path, kind):
+        """Remove this session's watches of one kind on `path`, here and on the server; True.
+
+        kind: "children", "data" (exists watches too), "any" (persistent
+        ones too), "persistent" or "persistent_recursive", or removeWatches'
+        WatcherType number (1..5). NoWatcherError when there is none. The
+        removed callbacks are not called (Java's client sends them a
+        *WatchRemoved event, a type kazoo-shaped callbacks do not know).
+        """
+        return self.remove_watches_async(path, kind).get()
+
+    def remove_watches_async(self, path, kind):
+        watcher_type = _watcher_type(kind)
+        full = self._full(path)
+        return self._submit(OpCode.REMOVE_WATCHES, {"path": full, "type": watcher_type},
+                            convert=lambda body: True,
+                            unwatch=(TABLES_FOR_WATCHER_TYPE[watcher_type], full))
+
+    def _discard_watch(self, path, callback, recursive=False):
+        """Drop one persistent watch callback; the server is told once no other is left.
+
+        Servers that cannot remove one persistent kind alone (ZooKeeper
+        before 3.9) keep sending its events, which find no callback here.
+        """
+        full = self._full(path)
+        table = RECURSIVE if recursive else PERSISTENT
+        if self._registry.discard(table, full, callback):
+            return
+        watcher_type = WATCHER_PERSISTENT_RECURSIVE if recursive else WATCHER_PERSISTENT
+        try:
+            self._submit(OpCode.REMOVE_WATCHES, {"path": full, "type": watcher_type}).get()
+        except (ZooKeeperError, KeeperTimeoutError) as exc:
+            log.debug("persistent watch on %s not removed on the server: %r", full, exc)
+
+    def get_ephemerals(self, prefix="/"):
+        """Paths of this session's ephemeral nodes that start with `prefix` (a plain
+        string prefix, as ZooKeeper matches it: "/a" also finds "/ab")."""
+        return self.get_ephemerals_async(prefix).get()
+
+    def get_ephemerals_async(self, prefix="/"):
+        chroot = self._chroot
+        root = self.chroot
+
+        def paths(body):
+            # The server matches full paths: a chroot "/app" would also find "/apple".
+            return [chroot.strip(p) for p in body.ephemerals
+                    if not root or p == root or p.startswith(root + "/")]
+
+        return self._submit(OpCode.GET_EPHEMERALS, {"prefixPath": self._full(prefix)},
+                            convert=paths)
+
+    def get_all_children_number(self, path):
+        """How many nodes are below `path`, at every depth."""
+        return self.get_all_children_number_async(path).get()
+
+    def get_all_children_number_async(self, path):
+        return self._submit(OpCode.GET_ALL_CHILDREN_NUMBER, {"path": self._full(path)},
+                            convert=lambda body: body.totalNumber)
+
+    def whoami(self):
+        """The identities the server gives this connection: [(scheme, id)], e.g. ("ip", "127.0.0.1")."""
+        return self.whoami_async().get()
+
+    def whoami_async(self):
+        return self._submit(
+            OpCode.WHO_AM_I, None,
+            convert=lambda body: [(info.authScheme, info.user) for info in body.clientInfo])
 
     def retry(self, func, *args, **kwargs):
         """func(*args, **kwargs), retried through ConnectionLoss and friends."""

@@ -30,6 +30,7 @@ from nookeeper.client.exceptions import (
     ConnectionClosedError,
     ConnectionLoss,
     NoNodeError,
+    NoWatcherError,
     ProtocolError,
     SessionExpiredError,
     error_from_code,
@@ -62,17 +63,21 @@ class Request:
 
     `watch` is (table, full path, callback), registered when a successful
     reply arrives (an exists() that finds nothing registers in EXIST).
+    `unwatch` is (tables, full path), emptied when a successful reply
+    arrives: a removeWatches that finds nothing to remove here fails with
+    NOWATCHER, as Java's client fails it.
     """
 
-    __slots__ = ("opcode", "payload", "result", "convert", "watch", "credential",
+    __slots__ = ("opcode", "payload", "result", "convert", "watch", "unwatch", "credential",
                  "queued_at")
 
-    def __init__(self, opcode, payload, result, convert=None, watch=None):
+    def __init__(self, opcode, payload, result, convert=None, watch=None, unwatch=None):
         self.opcode = opcode
         self.payload = payload
         self.result = result
         self.convert = convert
         self.watch = watch
+        self.unwatch = unwatch
         self.credential = None
         self.queued_at = 0.0
 
@@ -445,7 +450,8 @@ class Connection:
             self._send()
 
     def _queue_set_watches(self):
-        """Re-register every client-side watch on the new connection (spec §9.5)."""
+        """Re-register every client-side watch on the new connection (spec §9.5),
+        persistent ones included (SetWatches2)."""
         lists = self._registry.paths()
         if not any(lists):
             return
@@ -508,6 +514,9 @@ class Connection:
                 return
             if request.watch is not None:
                 self._registry.add(*request.watch)
+            if request.unwatch is not None and not self._registry.remove(*request.unwatch):
+                request.result.set_exception(NoWatcherError(request.unwatch[1]))
+                return
             request.result.set(value)
         elif err == NoNodeError.code and request.opcode == OpCode.EXISTS:
             if request.watch is not None:
@@ -538,7 +547,7 @@ class Connection:
             log.info("session 0x%x: ignoring event type %d on %s",
                      self.session_id, event.type, event.path)
             return
-        callbacks = self._registry.pop(event_type, event.path)
+        callbacks = self._registry.fired(event_type, event.path)
         if not callbacks:
             return
         watched = WatchedEvent(event_type, KeeperState.CONNECTED, self._chroot.strip(event.path))

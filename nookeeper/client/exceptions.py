@@ -6,7 +6,13 @@ client adds the failures that never travel on the wire.
 """
 
 from nookeeper.errors import *  # noqa: F401,F403  (re-exported on purpose)
-from nookeeper.errors import ERRORS_BY_CODE, ConnectionLoss, SessionExpiredError, ZooKeeperError
+from nookeeper.errors import (
+    ERRORS_BY_CODE,
+    BadArgumentsError,
+    ConnectionLoss,
+    SessionExpiredError,
+    ZooKeeperError,
+)
 
 # kazoo spells the base of every error with a ZooKeeper code this way.
 ZookeeperError = ZooKeeperError
@@ -21,6 +27,16 @@ class ConnectionClosedError(SessionExpiredError):
 
     It subclasses SessionExpiredError as kazoo's does, so code that handles
     expiry also handles a closed client; retry() never retries it.
+    """
+
+
+class InvalidArgumentsError(BadArgumentsError, ValueError):
+    """Arguments ZooKeeper's client refuses before sending anything (a TTL on an
+    ephemeral node, a sequential container...).
+
+    Java throws IllegalArgumentException there; this is a ValueError for
+    the same reason, and a BadArgumentsError (-8) for code that catches
+    what a server would have answered.
     """
 
 

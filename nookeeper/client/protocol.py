@@ -5,8 +5,8 @@ Bytes to send come back from calls; bytes received go in through
 answers which request is decided here: the server answers in request order,
 so replies are matched to a FIFO of requests in flight by xid, and anything
 else is a broken stream. Special xids carry the rest: notifications (-1),
-ping replies (-2), auth answers (-4, also in order) and SetWatches answers
-(-8). The I/O thread (connection.py) owns the socket, the clock and the
+ping replies (-2), auth answers (-4, also in order) and SetWatches(2)
+answers (-8). The I/O thread (connection.py) owns the socket, the clock and the
 results; this module owns the order and the last zxid seen, so it can be
 tested with bytes in and events out.
 
@@ -29,7 +29,6 @@ from nookeeper.wire.client import (
     XID_PING,
     XID_SET_WATCHES,
     OpCode,
-    SetWatches,
     decode_reply,
     frame,
 )
@@ -127,31 +126,39 @@ class ClientProtocol:
     def ping():
         return _PING_FRAME
 
-    def set_watches_frames(self, data_paths, exist_paths, child_paths):
+    def set_watches_frames(self, data_paths, exist_paths, child_paths,
+                           persistent_paths=(), recursive_paths=()):
         """SetWatches frames re-registering these watches from last_zxid on.
 
-        Paths keep their order (data, then exist, then child) and are split
-        so no frame carries more than SET_WATCHES_BATCH characters of paths,
-        as ZooKeeper's client does: one huge frame could pass jute.maxbuffer.
+        Paths keep their order (data, exist, child, persistent, recursive)
+        and are split so no frame carries more than SET_WATCHES_BATCH
+        characters of paths, as ZooKeeper's client does: one huge frame
+        could pass jute.maxbuffer. A frame with persistent watches is a
+        SetWatches2; one without stays a SetWatches, which servers older
+        than persistent watches understand too.
         """
-        batches, current, size = [], ([], [], []), 0
-        for kind, paths in enumerate((data_paths, exist_paths, child_paths)):
+        lists = (data_paths, exist_paths, child_paths, persistent_paths, recursive_paths)
+        batches, current, size = [], tuple([] for _ in lists), 0
+        for kind, paths in enumerate(lists):
             for path in paths:
                 if size and size + len(path) > SET_WATCHES_BATCH:
                     batches.append(current)
-                    current, size = ([], [], []), 0
+                    current, size = tuple([] for _ in lists), 0
                 current[kind].append(path)
                 size += len(path)
         if any(current):
             batches.append(current)
-        frames = []
-        for data, exist, child in batches:
-            body = SetWatches.build({
-                "relativeZxid": self.last_zxid, "dataWatches": data,
-                "existWatches": exist, "childWatches": child,
-            })
-            frames.append(frame(_HEADER.pack(XID_SET_WATCHES, OpCode.SET_WATCHES) + body))
-        return frames
+        return [self._set_watches_frame(*batch) for batch in batches]
+
+    def _set_watches_frame(self, data, exist, child, persistent, recursive):
+        body = {"relativeZxid": self.last_zxid, "dataWatches": data,
+                "existWatches": exist, "childWatches": child}
+        opcode = OpCode.SET_WATCHES
+        if persistent or recursive:
+            opcode = OpCode.SET_WATCHES2
+            body.update(persistentWatches=persistent, persistentRecursiveWatches=recursive)
+        record = REQUEST_RECORDS[opcode].build(body)
+        return frame(_HEADER.pack(XID_SET_WATCHES, opcode) + record)
 
     # -- what arrived --------------------------------------------------
 

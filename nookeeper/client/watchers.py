@@ -3,9 +3,12 @@
 The server keeps one-shot watches per connection in a data table and a child
 table (spec §9.3); the client mirrors them, with exists-on-a-missing-node
 watches kept apart so that SetWatches can say which ones they are (§9.5).
-Only the I/O thread changes the registry: it registers a watch when the
-reply that set it arrives and pops watches when their event arrives, so an
-event always finds the watches of the replies before it.
+Persistent watches (addWatch) have two tables of their own: they fire on
+every matching event and stay, and a recursive one also fires for every
+descendant of its path. Only the I/O thread adds and pops watches: it
+registers a watch when the reply that set it arrives and pops one-shot
+watches when their event arrives, so an event always finds the watches of
+the replies before it.
 """
 
 import logging
@@ -13,12 +16,22 @@ import queue
 import threading
 
 from nookeeper.client.states import EventType
+from nookeeper.wire.ops import (
+    WATCHER_ANY,
+    WATCHER_CHILDREN,
+    WATCHER_DATA,
+    WATCHER_PERSISTENT,
+    WATCHER_PERSISTENT_RECURSIVE,
+)
 
 log = logging.getLogger("nookeeper.client")
 
 DATA = "data"
 EXIST = "exist"
 CHILD = "child"
+PERSISTENT = "persistent"
+RECURSIVE = "recursive"
+TABLES = (DATA, EXIST, CHILD, PERSISTENT, RECURSIVE)
 
 # Which tables an event type consumes (Java's ZKWatchManager rules).
 _TABLES_FOR_EVENT = {
@@ -28,30 +41,81 @@ _TABLES_FOR_EVENT = {
     EventType.CHILD: (CHILD,),
 }
 
+# removeWatches' WatcherType (wire/ops.py) -> the tables it empties, as Java's
+# ZKWatchManager empties them: Data takes exists watches too, Any everything.
+TABLES_FOR_WATCHER_TYPE = {
+    WATCHER_CHILDREN: (CHILD,),
+    WATCHER_DATA: (DATA, EXIST),
+    WATCHER_ANY: TABLES,
+    WATCHER_PERSISTENT: (PERSISTENT,),
+    WATCHER_PERSISTENT_RECURSIVE: (RECURSIVE,),
+}
+
+
+def _ancestors(path):
+    """The path itself, then each ancestor up to the root."""
+    yield path
+    while path != "/":
+        path = path.rsplit("/", 1)[0] or "/"
+        yield path
+
 
 class WatchRegistry:
     """path -> callbacks, per table; a callback is called once per event."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._tables = {DATA: {}, EXIST: {}, CHILD: {}}
+        self._tables = {table: {} for table in TABLES}
 
     def add(self, table, path, callback):
         with self._lock:
             self._tables[table].setdefault(path, {})[callback] = None
 
-    def pop(self, event_type, path):
-        """The callbacks an event of this type on `path` fires, now unregistered."""
+    def fired(self, event_type, path):
+        """The callbacks an event of this type on `path` fires; one-shot ones are unregistered.
+
+        Persistent watches on the path stay, and so do recursive ones on it
+        or an ancestor; recursive watches never hear of children changing
+        (the server may still send those for a child watch on a descendant).
+        """
         fired = {}
         with self._lock:
             for table in _TABLES_FOR_EVENT.get(event_type, ()):
                 fired.update(self._tables[table].pop(path, {}))
+            fired.update(self._tables[PERSISTENT].get(path, {}))
+            recursive = self._tables[RECURSIVE]
+            if recursive and event_type != EventType.CHILD:
+                for ancestor in _ancestors(path):
+                    fired.update(recursive.get(ancestor, {}))
         return list(fired)
 
-    def paths(self):
-        """(data, exist, child) path lists, for SetWatches."""
+    def remove(self, tables, path):
+        """Forget every callback of these tables on `path`; how many watches went."""
+        removed = 0
         with self._lock:
-            return tuple(list(self._tables[t]) for t in (DATA, EXIST, CHILD))
+            for table in tables:
+                removed += len(self._tables[table].pop(path, {}))
+        return removed
+
+    def discard(self, table, path, callback):
+        """Forget one callback; True if others still watch `path` in that table.
+
+        Unlike add and fired, any thread may call this: a callback dropped
+        between an event's arrival and its delivery is still called once.
+        """
+        with self._lock:
+            callbacks = self._tables[table].get(path)
+            if callbacks is None:
+                return False
+            callbacks.pop(callback, None)
+            if not callbacks:
+                del self._tables[table][path]
+            return bool(callbacks)
+
+    def paths(self):
+        """(data, exist, child, persistent, recursive) path lists, for SetWatches(2)."""
+        with self._lock:
+            return tuple(list(self._tables[t]) for t in TABLES)
 
     def drain(self):
         """Every (path, callback), now forgotten: the session that held them is over."""

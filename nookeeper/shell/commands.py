@@ -35,6 +35,7 @@ from nookeeper.shell.configtext import client_config_string
 from nookeeper.shell.results import (
     Acl, Children, Config, Created, Data, Done, NodeStat, QuotaListing, Tree,
 )
+from nookeeper.wire.ops import MAX_TTL
 
 # How many commands `history` lists, counting itself (zkCli shows the same span).
 HISTORY_SHOWN = 11
@@ -61,8 +62,6 @@ _ABOUT_THE_NODE = (NoNodeError, NodeExistsError, NotEmptyError, BadVersionError,
                    InvalidACLError, NoChildrenForEphemeralsError, BadArgumentsError,
                    NoWatcherError, QuotaExceededError)
 
-# ZooKeeper's largest TTL (EphemeralType.TTL: 40 bits of the ephemeralOwner).
-MAX_TTL = 0xFFFFFFFFFF
 
 # The node ZooKeeper's getConfig reads, whatever the session's chroot.
 CONFIG_NODE = "/zookeeper/config"

@@ -205,3 +205,7 @@ WATCHER_TYPES = frozenset({WATCHER_CHILDREN, WATCHER_DATA, WATCHER_ANY, WATCHER_
 # addWatch's modes (ZooDefs.AddWatchModes).
 MODE_PERSISTENT = 0
 MODE_PERSISTENT_RECURSIVE = 1
+
+# The largest TTL of a TTL node: ZooKeeper's EphemeralType.TTL keeps it in 40
+# bits of the stored ephemeralOwner.
+MAX_TTL = (1 << 40) - 1

@@ -324,3 +324,73 @@ def test_set_watches_splits_exactly_at_the_limit():
     half = "/" + "h" * (SET_WATCHES_BATCH // 2 - 1)
     records = decoded_set_watches(protocol.set_watches_frames([half, half], [half], []))
     assert [(len(r.dataWatches), len(r.existWatches)) for r in records] == [(2, 0), (0, 1)]
+
+
+def decoded_watch_frames(frames):
+    """(opcode, record) of each SetWatches/SetWatches2 frame, all on the -8 xid."""
+    out = []
+    for data in frames:
+        xid, opcode, record = sent(data)
+        assert xid == XID_SET_WATCHES
+        out.append((opcode, record))
+    return out
+
+
+def all_paths(record):
+    return [p for name in ("dataWatches", "existWatches", "childWatches", "persistentWatches",
+                           "persistentRecursiveWatches")
+            for p in (getattr(record, name, None) or [])]
+
+
+def test_persistent_watches_are_restored_with_set_watches2():
+    protocol = ClientProtocol()
+    events(protocol, encode_reply(XID_SET_WATCHES, 0x200000007, 0))
+
+    ((opcode, record),) = decoded_watch_frames(
+        protocol.set_watches_frames(["/d"], ["/e"], ["/c"], ["/p"], ["/r", "/r2"]))
+
+    assert opcode == OpCode.SET_WATCHES2
+    assert record.relativeZxid == 0x200000007
+    assert (record.dataWatches, record.existWatches, record.childWatches,
+            record.persistentWatches, record.persistentRecursiveWatches) == (
+        ["/d"], ["/e"], ["/c"], ["/p"], ["/r", "/r2"])
+
+
+@pytest.mark.parametrize("persistent, recursive", [(["/p"], []), ([], ["/r"])])
+def test_either_persistent_kind_alone_makes_a_set_watches2(persistent, recursive):
+    protocol = ClientProtocol()
+    ((opcode, record),) = decoded_watch_frames(
+        protocol.set_watches_frames([], [], [], persistent, recursive))
+    assert opcode == OpCode.SET_WATCHES2
+    assert (record.persistentWatches, record.persistentRecursiveWatches) == (persistent, recursive)
+
+
+def test_without_persistent_watches_the_frames_stay_set_watches():
+    protocol = ClientProtocol()
+    ((opcode, record),) = decoded_watch_frames(protocol.set_watches_frames(["/d"], [], [], [], []))
+    assert opcode == OpCode.SET_WATCHES
+    assert not hasattr(record, "persistentWatches")
+
+
+def test_set_watches2_are_split_under_the_size_limit_and_only_batches_with_persistent_ones_are_v2():
+    protocol = ClientProtocol()
+    long_name = "x" * 1000
+    data = [f"/data/{i:04d}/{long_name}" for i in range(200)]
+    persistent = [f"/persistent/{i:04d}/{long_name}" for i in range(90)]
+    recursive = [f"/recursive/{i:04d}/{long_name}" for i in range(90)]
+
+    frames = decoded_watch_frames(protocol.set_watches_frames(data, [], [], persistent, recursive))
+
+    assert len(frames) >= 3
+    sizes = [sum(len(p) for p in all_paths(record)) for _, record in frames]
+    assert all(0 < size <= SET_WATCHES_BATCH for size in sizes), sizes
+    # Every watch once, in order: data, then persistent, then recursive.
+    assert [p for _, record in frames for p in all_paths(record)] == data + persistent + recursive
+    for opcode, record in frames:
+        has_persistent = bool(getattr(record, "persistentWatches", None)
+                              or getattr(record, "persistentRecursiveWatches", None))
+        assert opcode == (OpCode.SET_WATCHES2 if has_persistent else OpCode.SET_WATCHES)
+    assert frames[0][0] == OpCode.SET_WATCHES, "the first batch holds data watches only"
+    assert frames[-1][0] == OpCode.SET_WATCHES2
+    assert [p for _, r in frames for p in (getattr(r, "persistentRecursiveWatches", None) or [])] \
+        == recursive

@@ -1,8 +1,9 @@
-"""Small pieces every recipe needs: paths, deadlines, pauses after a lost connection."""
+"""Small pieces every recipe needs: paths, container directories, deadlines,
+pauses after a lost connection."""
 
 import time
 
-from nookeeper.client.exceptions import ConnectionLoss, OperationTimeoutError
+from nookeeper.client.exceptions import ConnectionLoss, NoNodeError, OperationTimeoutError
 from nookeeper.client.paths import normalize
 
 # Errors after which the same step can simply be tried again: the session
@@ -17,6 +18,40 @@ def clean_path(path):
 
 def child_path(parent, name):
     return ("" if parent == "/" else parent) + "/" + name
+
+
+def parent_path(path):
+    return path.rsplit("/", 1)[0] or "/"
+
+
+# How often a create may find its container directory reaped before giving up:
+# the server removes an emptied container only every check interval.
+_REAPED_RETRIES = 5
+
+
+def ensure_directory(client, path):
+    """A recipe's directory and its missing ancestors, as containers.
+
+    The server removes a container once its last child is gone, so lock,
+    election, barrier and queue directories do not pile up (Curator's
+    creatingParentContainersIfNeeded); a server without containers gets
+    plain nodes.
+    """
+    client.ensure_path(path, container=True)
+
+
+def create_in_directory(client, path, value=b"", **create_args):
+    """client.create under a container directory, making the directory again
+    when the server reaped it since it was last ensured."""
+    attempts = _REAPED_RETRIES
+    while True:
+        try:
+            return client.create(path, value, **create_args)
+        except NoNodeError:
+            attempts -= 1
+            if not attempts:
+                raise
+        ensure_directory(client, parent_path(path))
 
 
 def identifier_bytes(identifier):

@@ -18,7 +18,14 @@ from nookeeper.client.exceptions import (
     SessionExpiredError,
     ZooKeeperError,
 )
-from nookeeper.client.recipes._base import TRANSIENT, Backoff, Deadline, child_path, clean_path
+from nookeeper.client.recipes._base import (
+    TRANSIENT,
+    Backoff,
+    Deadline,
+    child_path,
+    clean_path,
+    create_in_directory,
+)
 
 
 class Barrier:
@@ -29,8 +36,15 @@ class Barrier:
         self.path = clean_path(path)
 
     def create(self):
-        """Put the barrier up (nothing happens if it already is)."""
-        self.client.retry(self.client.ensure_path, self.path)
+        """Put the barrier up (nothing happens if it already is); the directories
+        above it are containers, removed by the server once the barrier is."""
+        self.client.retry(self._put_up)
+
+    def _put_up(self):
+        try:
+            create_in_directory(self.client, self.path)
+        except NodeExistsError:
+            pass
 
     def remove(self):
         """Take the barrier down; False if it was not up."""
@@ -72,7 +86,8 @@ class DoubleBarrier:
 
     Members are ephemeral children of `path`, plus a "ready" node the last
     one in creates; the last one out removes it, so the path can be used
-    again for the next round.
+    again for the next round. `path` is a container: the server removes it
+    once a round is over, and the next one makes it again.
     """
 
     READY = "ready"
@@ -123,10 +138,9 @@ class DoubleBarrier:
                 continue
 
     def _try_enter(self):
-        self.client.ensure_path(self.path)
         try:
-            self.client.create(self.create_path, str(self.identifier).encode("utf-8"),
-                               ephemeral=True)
+            create_in_directory(self.client, self.create_path,
+                                str(self.identifier).encode("utf-8"), ephemeral=True)
         except NodeExistsError:
             pass
         self._wake.clear()

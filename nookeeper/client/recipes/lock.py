@@ -7,6 +7,10 @@ effect). Node names are kazoo's ("<uuid>__lock__<seq>" for exclusive and
 write locks, "<uuid>__rlock__<seq>" for read locks) so that these locks and
 kazoo's exclude each other on the same path.
 
+The lock path is a container (a plain node on servers without them), so
+the server removes it once the last contender is gone; a contender that
+finds it removed makes it again.
+
 Contender nodes are ephemeral: a lock survives a suspended connection but
 not the session. When the session is lost a held lock's is_acquired turns
 False; code that must never run unprotected should also watch the client's
@@ -37,6 +41,7 @@ from nookeeper.client.recipes._base import (
     Deadline,
     child_path,
     clean_path,
+    ensure_directory,
     identifier_bytes,
 )
 from nookeeper.client.states import KeeperState
@@ -184,7 +189,7 @@ class Lock:
             if found is not None:
                 return found
         if not self._path_ensured:
-            self.client.ensure_path(self.path)
+            ensure_directory(self.client, self.path)
             self._path_ensured = True
         self._create_tried = True
         created = self.client.create(self.create_path, self.data,

@@ -1,7 +1,8 @@
 """Parties: who is currently in a group.
 
 Each member is an ephemeral child of the party path, so a member whose
-session ends leaves the party by itself. Party keeps each member's
+session ends leaves the party by itself; the party path is a container,
+removed by the server once the last member is gone. Party keeps each member's
 identifier in its node's data; ShallowParty puts it in the node's name so
 listing the members is a single call. Names follow kazoo's parties.
 """
@@ -9,7 +10,12 @@ listing the members is a single call. Names follow kazoo's parties.
 import uuid
 
 from nookeeper.client.exceptions import NodeExistsError, NoNodeError
-from nookeeper.client.recipes._base import child_path, clean_path, identifier_bytes
+from nookeeper.client.recipes._base import (
+    child_path,
+    clean_path,
+    create_in_directory,
+    identifier_bytes,
+)
 from nookeeper.client.states import KeeperState
 
 
@@ -19,19 +25,13 @@ class _BaseParty:
         self.path = clean_path(path)
         self.data = identifier_bytes(identifier)
         self.participating = False
-        self._ensured = False
-
-    def _ensure_parent(self):
-        if not self._ensured:
-            self.client.retry(self.client.ensure_path, self.path)
-            self._ensured = True
 
     def join(self):
         """Become a member (again, if the session that joined was lost)."""
-        self._ensure_parent()
         try:
             # Repeating after a lost reply finds our node there: same name.
-            self.client.retry(self.client.create, self.create_path, self.data, ephemeral=True)
+            self.client.retry(create_in_directory, self.client, self.create_path, self.data,
+                              ephemeral=True)
         except NodeExistsError:
             pass
         self.participating = True
@@ -55,8 +55,10 @@ class _BaseParty:
         return None
 
     def _children(self):
-        self._ensure_parent()
-        return self.client.retry(self.client.get_children, self.path)
+        try:
+            return self.client.retry(self.client.get_children, self.path)
+        except NoNodeError:
+            return []
 
     def __len__(self):
         return len(self._members())

@@ -4,7 +4,8 @@ LockingQueue whose entries stay queued, locked, until they are consumed.
 Entries are sequential children named "entry-<priority>-<sequence>", so
 sorting the names gives priority order (lower first) and, within one
 priority, the order in which they were put. kazoo's queues use the same
-names and layout.
+names and layout. The directories are containers: the server removes an
+emptied one, and the next put makes it again.
 """
 
 import threading
@@ -18,7 +19,15 @@ from nookeeper.client.exceptions import (
     RuntimeInconsistency,
     SessionExpiredError,
 )
-from nookeeper.client.recipes._base import TRANSIENT, Backoff, Deadline, child_path, clean_path
+from nookeeper.client.recipes._base import (
+    TRANSIENT,
+    Backoff,
+    Deadline,
+    child_path,
+    clean_path,
+    create_in_directory,
+    ensure_directory,
+)
 
 # _take/_claim found the entry gone or taken by someone else.
 _MISSED = object()
@@ -73,7 +82,7 @@ class _BaseQueue:
     def _ensure_paths(self):
         if not self._ensured:
             for path in self._structure:
-                _repeat(self.client.ensure_path, path)
+                _repeat(ensure_directory, self.client, path)
             self._ensured = True
 
     def _entry_prefix(self, priority):
@@ -88,7 +97,7 @@ class _BaseQueue:
         _check_value(value)
         _check_priority(priority)
         self._ensure_paths()
-        self.client.create(self._entry_prefix(priority), value, sequence=True)
+        create_in_directory(self.client, self._entry_prefix(priority), value, sequence=True)
 
     def put_all(self, values, priority=100):
         """Add several entries, all or none, consecutively in the queue's order."""
@@ -99,16 +108,25 @@ class _BaseQueue:
         if not values:
             return
         self._ensure_paths()
-        transaction = self.client.transaction()
-        for value in values:
-            transaction.create(self._entry_prefix(priority), value, sequence=True)
-        failure = _failure(transaction.commit())
+        failure = self._put_together(values, priority)
+        if isinstance(failure, NoNodeError):
+            # The directory was reaped since; a failed multi put nothing in.
+            _repeat(ensure_directory, self.client, self._entries_path)
+            failure = self._put_together(values, priority)
         if failure is not None:
             raise failure
 
+    def _put_together(self, values, priority):
+        transaction = self.client.transaction()
+        for value in values:
+            transaction.create(self._entry_prefix(priority), value, sequence=True)
+        return _failure(transaction.commit())
+
     def __len__(self):
-        self._ensure_paths()
-        _, stat = _repeat(self.client.get, self._entries_path)
+        try:
+            _, stat = _repeat(self.client.get, self._entries_path)
+        except NoNodeError:
+            return 0
         return stat.numChildren
 
 
@@ -124,9 +142,11 @@ class Queue(_BaseQueue):
 
     def get(self):
         """Remove and return the first entry's value; None when the queue is empty."""
-        self._ensure_paths()
         while True:
-            names = sorted(_repeat(self.client.get_children, self.path))
+            try:
+                names = sorted(_repeat(self.client.get_children, self.path))
+            except NoNodeError:
+                return None
             if not names:
                 return None
             for name in names:
@@ -211,8 +231,15 @@ class LockingQueue(_BaseQueue):
     def _take_first(self):
         self._wake.clear()
         # Either list changing may free an entry: a new one, or a released lock.
-        entries = self.client.get_children(self._entries_path, watch=self._changed)
-        taken = set(self.client.get_children(self._taken_path, watch=self._changed))
+        try:
+            entries = self.client.get_children(self._entries_path, watch=self._changed)
+            taken = set(self.client.get_children(self._taken_path, watch=self._changed))
+        except NoNodeError:
+            # A directory reaped once emptied: make it again (and watch it), then look again.
+            self._ensured = False
+            self._ensure_paths()
+            self._wake.set()
+            return _MISSED
         for name in sorted(entries):
             if name in taken:
                 continue
@@ -231,7 +258,7 @@ class LockingQueue(_BaseQueue):
         forever = Deadline(None)
         while True:
             try:
-                self.client.create(lock, self.id, ephemeral=True)
+                create_in_directory(self.client, lock, self.id, ephemeral=True)
                 break
             except NodeExistsError:
                 # Ours if an earlier create's reply was lost.
