@@ -5,7 +5,7 @@ ZKCLI := /usr/share/zookeeper/bin/zkCli.sh
 
 venv: $(VENV)/.stamp
 
-$(VENV)/.stamp: setup.py
+$(VENV)/.stamp: setup.py pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'

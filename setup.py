@@ -1,20 +1,28 @@
-import re
-from pathlib import Path
+"""Only the build time: the package's metadata, dependencies, test extras and
+console scripts are in pyproject.toml (add test dependencies there).
 
-from setuptools import find_packages, setup
+A wheel built from here carries nookeeper/_build.py with the time it was built
+(SOURCE_DATE_EPOCH when set, for reproducible builds), which srvr's "built on"
+shows; an editable install of a git checkout shows HEAD's commit date instead
+(nookeeper.build_time)."""
 
-# Read, not imported: importing the package would need its dependencies installed first.
-VERSION = re.search(r'^__version__ = "([^"]+)"',
-                    Path(__file__).with_name("nookeeper").joinpath("__init__.py").read_text(),
-                    re.M).group(1)
+import os
+import time
 
-setup(
-    name="nookeeper",
-    version=VERSION,
-    description="A ZooKeeper-compatible coordination service in Python",
-    packages=find_packages(include=["nookeeper", "nookeeper.*"]),
-    python_requires=">=3.11",
-    install_requires=["construct", "sqlite-utils", "pyyaml", "prometheus-client"],
-    extras_require={"test": ["pytest", "pytest-timeout", "kazoo", "hypothesis"]},
-    scripts=["bin/nookeeper-server", "bin/nk-ensemble", "bin/nk", "bin/nk-dump"],
-)
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPyWithTime(build_py):
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return  # the checkout itself is imported: its commit date serves
+        built = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+        target = os.path.join(self.build_lib, "nookeeper", "_build.py")
+        with open(target, "w", encoding="ascii") as f:
+            f.write(f'"""Written when this package was built (setup.py)."""\n\n'
+                    f"BUILD_TIME = {built}\n")
+
+
+setup(cmdclass={"build_py": BuildPyWithTime})

@@ -2,17 +2,19 @@
 
 A connection's identities are (scheme, id) pairs; an ACL entry grants
 permission bits to one id. The rules follow ZooKeeper's built-in providers
-(world, auth, digest, ip) so that ACLs written by existing clients mean the
-same thing here (spec §7).
+(world, auth, digest, ip, and sasl as ZooKeeper's SASLAuthenticationProvider)
+so that ACLs written by existing clients mean the same thing here (spec §7).
 """
 
 import base64
 import hashlib
 import ipaddress
+import re
 import unicodedata
 from typing import NamedTuple
 
 from nookeeper.errors import InvalidACLError, NoAuthError
+from nookeeper.x509 import valid_name as valid_x509_id
 
 READ = 1
 WRITE = 2
@@ -94,6 +96,12 @@ def fixup(acls, ids):
             fixed.append(entry)
         elif entry.scheme == "ip" and _parse_ip_acl(entry.id) is not None:
             fixed.append(entry)
+        elif entry.scheme == "sasl" and valid_sasl_id(entry.id):
+            fixed.append(entry)
+        elif entry.scheme == "x509" and valid_x509_id(entry.id):
+            # X509AuthenticationProvider: a TLS client's certificate subject
+            # (RFC 2253, CN=bob,OU=dev,O=acme), compared as a string.
+            fixed.append(entry)
         else:
             raise InvalidACLError(f"invalid ACL {entry.scheme}:{entry.id}")
     return tuple(fixed)
@@ -174,7 +182,21 @@ def _valid_digest(ident):
     return len(parts) == 2
 
 
+# ZooKeeper's KerberosName: a principal service[/host]@realm, or a plain name.
+_KERBEROS_NAME = re.compile(r"([^/@]*)(/([^/@]*))?@([^/@]*)")
+
+
+def valid_sasl_id(ident):
+    """SASLAuthenticationProvider.isValid: what KerberosName parses, so any
+    name without '@', or one that is a well-formed principal."""
+    return "@" not in ident or _KERBEROS_NAME.fullmatch(ident) is not None
+
+
 def _matches(scheme, ident, acl_id):
+    if scheme == "sasl":
+        # SASLAuthenticationProvider.matches: a SASL user named "super" passes
+        # every sasl ACL (whether or not it is a configured super user).
+        return ident == "super" or ident == acl_id
     if scheme != "ip":
         return ident == acl_id
     network = _parse_ip_acl(acl_id)

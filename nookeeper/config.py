@@ -23,8 +23,16 @@ _KEYS = (
     "snapshot_every_txns", "snapshot_retain_count", "metrics_address",
     "container_check_interval_ms", "container_max_per_minute", "container_max_never_used_ms",
     "ttl_nodes", "enforce_quota", "max_outstanding_per_connection", "global_outstanding_limit",
+    "read_only_mode",
+    "sasl_users_file", "sasl_super_user", "sasl_required",
 )
-_REQUIRED = ("server_id", "client_address", "data_dir")
+# TLS (server/tls.py): the secure client port, peer links, x509 identities.
+_KEYS += (
+    "secure_client_address", "tls_cert_file", "tls_key_file", "tls_ca_file", "client_auth",
+    "peer_tls", "peer_tls_check_hostname", "x509_superuser",
+)
+# client_address too, unless secure_client_address is given (checked below).
+_REQUIRED = ("server_id", "data_dir")
 # ZooKeeper's 4lw.commands.whitelist default: srvr only, so a server does not
 # show its connections, sessions and config to whoever reaches its port.
 DEFAULT_FOUR_LETTER_WORDS = frozenset({"srvr"})
@@ -47,8 +55,8 @@ class ConfigError(Exception):
 class ServerConfig:
     source: Path
     server_id: int
-    client_host: str
-    client_port: int
+    client_host: str | None  # None: no plain client port (secure_client_address only)
+    client_port: int | None
     peer_host: str | None
     peer_port: int | None
     members: dict = field(hash=False)   # server id -> (host, port) of its peer port
@@ -75,6 +83,9 @@ class ServerConfig:
     container_max_never_used_ms: int = 0
     ttl_nodes: bool = True  # ZooKeeper's zookeeper.extendedTypesEnabled
     enforce_quota: bool = False  # ZooKeeper's zookeeper.enforceQuota
+    # ZooKeeper's readonlymode.enabled: cut off from a quorum, keep serving
+    # reads to clients that asked for read-only (server/node.py)
+    read_only_mode: bool = False
     # Unanswered requests before a connection's reader stops reading (server/throttle.py);
     # the global one is ZooKeeper's globalOutstandingLimit.
     max_outstanding_per_connection: int = 1000
@@ -83,6 +94,32 @@ class ServerConfig:
     # after their peer address ("host:port;clienthost:clientport"), as
     # ZooKeeper's server.N lines may: /zookeeper/config shows them.
     member_clients: dict = field(default_factory=dict, hash=False)
+    # SASL (DIGEST-MD5) on the client port (nookeeper/sasl.py): user -> password
+    # from sasl_users_file's JAAS Server section (None: SASL off; never shown),
+    # ZooKeeper's zookeeper.superUser(.*) and zookeeper.sessionRequireClientSASLAuth.
+    sasl_users_file: Path | None = None
+    sasl_users: dict | None = field(default=None, hash=False, compare=False, repr=False)
+    sasl_super_users: frozenset = frozenset()
+    sasl_required: bool = False
+    # TLS (server/tls.py). The secure client port; None: off.
+    secure_client_host: str | None = None
+    secure_client_port: int | None = None
+    tls_cert_file: Path | None = None   # PEM: this server's certificate (chain)
+    tls_key_file: Path | None = None    # PEM: its private key, unencrypted
+    tls_ca_file: Path | None = None     # PEM: the CAs clients' and peers' certificates chain to
+    client_auth: str = "need"           # need|want|none, ZooKeeper's ssl.clientAuth
+    peer_tls: bool = False              # every peer link TLS, certificates checked both ways
+    peer_tls_check_hostname: bool = True  # ZooKeeper's ssl.quorum.hostnameVerification
+    x509_superuser: str | None = None   # ZooKeeper's X509AuthenticationProvider.superUser
+
+    @property
+    def tls_files(self):
+        """(cert, key, ca) as strings for server/tls.py; None without TLS files."""
+        if self.tls_cert_file is None:
+            return None
+        from nookeeper.server.tls import TlsFiles
+        return TlsFiles(str(self.tls_cert_file), str(self.tls_key_file),
+                        None if self.tls_ca_file is None else str(self.tls_ca_file))
 
     @property
     def is_standalone(self) -> bool:
@@ -241,6 +278,88 @@ def _super_digest(check, value):
     return text
 
 
+def _sasl_users(check, value):
+    """(path, {user: password}) of a JAAS file in ZooKeeper's format (its Server
+    section), which only the server's user may read: it holds passwords."""
+    from nookeeper import sasl
+
+    path = Path(check.string("sasl_users_file", value)).expanduser().absolute()
+    try:
+        info = path.stat()
+    except OSError as e:
+        check.fail("sasl_users_file", f"cannot read {path}: {e.strerror or e}")
+    if not path.is_file():
+        check.fail("sasl_users_file", f"{path} is not a file")
+    if info.st_uid != os.geteuid():
+        check.fail("sasl_users_file", f"{path} holds passwords and must belong to the user "
+                                      f"running the server (uid {os.geteuid()}), "
+                                      f"not uid {info.st_uid}")
+    if info.st_mode & 0o077:
+        check.fail("sasl_users_file", f"{path} holds passwords but is open to other users "
+                                      f"(mode {info.st_mode & 0o777:o}); chmod 600 it")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        check.fail("sasl_users_file", f"cannot read {path}: {e}")
+    try:
+        users = sasl.jaas_users(text)
+    except sasl.JaasError as e:
+        check.fail("sasl_users_file", f"{path}: {e}")
+    return path, users
+
+
+def _sasl_super_users(check, value):
+    names = value if isinstance(value, list) else [value]
+    return frozenset(check.string("sasl_super_user", name) for name in names)
+
+
+def _tls(check, doc, optional):
+    """The TLS keys as ServerConfig fields, their files read and checked now
+    (missing, expired, a key not matching the certificate, no certificate)."""
+    secure = optional("secure_client_address", None, check.address)
+    client_auth = optional("client_auth", "need", check.string)
+    if client_auth not in ("need", "want", "none"):
+        check.fail("client_auth", f"expected need, want or none, got {client_auth!r}")
+    peer_tls = optional("peer_tls", False, check.boolean)
+    check_hostname = optional("peer_tls_check_hostname", True, check.boolean)
+    superuser = optional("x509_superuser", None, check.string)
+    if superuser is not None:
+        from nookeeper.x509 import valid_name
+        if not valid_name(superuser):
+            check.fail("x509_superuser", f"not a distinguished name (as CN=admin,O=acme): "
+                                         f"{superuser!r}")
+    files = {key: optional(key, None, lambda k, v: Path(check.string(k, v)).expanduser().absolute())
+             for key in ("tls_cert_file", "tls_key_file", "tls_ca_file")}
+    uses = [what for what, on in (("secure_client_address", secure is not None),
+                                  ("peer_tls", peer_tls)) if on]
+    needs_ca = peer_tls or (secure is not None and client_auth != "none")
+    if uses:
+        for key in ("tls_cert_file", "tls_key_file") + (("tls_ca_file",) if needs_ca else ()):
+            if files[key] is None:
+                check.fail(key, f"required key is missing (needed by {' and '.join(uses)})")
+        from nookeeper.server.tls import TlsFileError, TlsFiles, check_files
+        try:
+            check_files(TlsFiles(*(None if files[k] is None else str(files[k])
+                                   for k in ("tls_cert_file", "tls_key_file", "tls_ca_file"))))
+        except TlsFileError as exc:
+            check.fail(exc.key, exc.message)
+    else:
+        for key in ("tls_cert_file", "tls_key_file", "tls_ca_file"):
+            if files[key] is not None:
+                check.fail(key, "set, but neither secure_client_address nor peer_tls uses it")
+    return {
+        "secure_client_host": secure[0] if secure else None,
+        "secure_client_port": secure[1] if secure else None,
+        "tls_cert_file": files["tls_cert_file"],
+        "tls_key_file": files["tls_key_file"],
+        "tls_ca_file": files["tls_ca_file"],
+        "client_auth": client_auth,
+        "peer_tls": peer_tls,
+        "peer_tls_check_hostname": check_hostname,
+        "x509_superuser": superuser,
+    }
+
+
 def load_config(path) -> ServerConfig:
     path = Path(path)
     check = _Checker(path)
@@ -261,12 +380,17 @@ def load_config(path) -> ServerConfig:
         return check.integer(key, value, 1)
 
     server_id = check.integer("server_id", doc["server_id"], 1, 254)
-    client_host, client_port = check.address("client_address", doc["client_address"])
+    if doc.get("client_address") is None and doc.get("secure_client_address") is None:
+        # (secure_client_address alone is fine: a TLS-only server)
+        check.fail("client_address", "required key is missing")
+    client_host, client_port = optional("client_address", (None, None), check.address)
+    tls = _tls(check, doc, optional)
     peer = optional("peer_address", None, check.address)
     members = optional("members", {}, lambda k, v: _members(check, v, server_id, peer))
     if peer is None and server_id in members:
         peer = members[server_id]
-    member_clients = _member_clients(check, doc["members"], server_id, client_port) \
+    member_clients = _member_clients(check, doc["members"], server_id,
+                                     client_port or tls["secure_client_port"]) \
         if members else {}
     tick = optional("tick_ms", 2000, positive)
     init_limit = optional("init_limit", 10, positive)
@@ -296,8 +420,17 @@ def load_config(path) -> ServerConfig:
                                     lambda k, v: check.integer(k, v, 0))
     ttl_nodes = optional("ttl_nodes", True, check.boolean)
     enforce_quota = optional("enforce_quota", False, check.boolean)
+    read_only_mode = optional("read_only_mode", False, check.boolean)
     per_connection_limit = optional("max_outstanding_per_connection", 1000, positive)
     global_limit = optional("global_outstanding_limit", 1000, positive)
+    sasl_file, sasl_users = optional("sasl_users_file", (None, None),
+                                     lambda k, v: _sasl_users(check, v))
+    sasl_super_users = optional("sasl_super_user", frozenset(),
+                                lambda k, v: _sasl_super_users(check, v))
+    sasl_required = optional("sasl_required", False, check.boolean)
+    if sasl_required and sasl_users is None:
+        check.fail("sasl_required", "needs sasl_users_file: without users no session "
+                                    "could ever authenticate")
     # Last, so that a file with any other mistake leaves no directory behind.
     data_dir = _data_dir(check, doc["data_dir"])
 
@@ -331,7 +464,13 @@ def load_config(path) -> ServerConfig:
         container_max_never_used_ms=container_never_used,
         ttl_nodes=ttl_nodes,
         enforce_quota=enforce_quota,
+        read_only_mode=read_only_mode,
         max_outstanding_per_connection=per_connection_limit,
         global_outstanding_limit=global_limit,
         member_clients=member_clients,
+        **tls,
+        sasl_users_file=sasl_file,
+        sasl_users=sasl_users,
+        sasl_super_users=sasl_super_users,
+        sasl_required=sasl_required,
     )

@@ -29,8 +29,10 @@ from nookeeper.client.fourletter import four_letter_word
 from nookeeper.client.paths import Chroot, parse_hosts
 from nookeeper.client.protocol import encode_body
 from nookeeper.client.retry import KeeperRetry
+from nookeeper.client.sasl import check_options as check_sasl_options
 from nookeeper.client.security import OPEN_ACL_UNSAFE, acl_from_record, acl_to_record
 from nookeeper.client.states import KeeperState, ZnodeStat
+from nookeeper.client.tls import client_context
 from nookeeper.client.transaction import READS, Transaction
 from nookeeper.client.treewatch import TreeWatch
 from nookeeper.client.watchers import (
@@ -111,19 +113,37 @@ class KeeperClient:
 
     hosts: "host:port,host:port/optional/chroot"; timeout: the session
     timeout asked for, in seconds; auth_data: [(scheme, credential)] sent on
-    every connection; read_only: accept read-only servers.
+    every connection; read_only: accept read-only servers (state
+    CONNECTED_RO), and while on one ask the other hosts `isro` in the
+    background and move to a read-write one (as Java's client); sasl_options:
+    {"mechanism": "DIGEST-MD5", "username": ..., "password": ...} as kazoo's,
+    to authenticate with SASL right after every (re)connection.
+
+    TLS, with kazoo's names and meaning (client/tls.py): use_ssl; certfile,
+    keyfile (keyfile_password): the client certificate, which the server
+    takes as the session's x509 identity; ca: the CA file the server's
+    certificate is checked against (with the system's CAs) unless
+    verify_certs=False; check_hostname: also check that it names the host
+    dialed (off by default, as in kazoo).
     """
 
     def __init__(self, hosts="127.0.0.1:2181", timeout=10.0, auth_data=None,
                  read_only=False, randomize_hosts=True, default_acl=None,
-                 command_retry=None):
+                 command_retry=None, sasl_options=None, use_ssl=False, certfile=None,
+                 keyfile=None, keyfile_password=None, ca=None, verify_certs=True,
+                 check_hostname=False):
         self.hosts, self.chroot = parse_hosts(hosts)
+        # kazoo's sasl_options: DIGEST-MD5 on every connection (client/sasl.py)
+        self._sasl_options = check_sasl_options(sasl_options)
         self._chroot = Chroot(self.chroot)
         self._timeout = float(timeout)
         self._read_only = read_only
         self._randomize = randomize_hosts
         self.default_acl = default_acl
         self.auth_data = [(scheme, self._credential(cred)) for scheme, cred in auth_data or ()]
+        self.use_ssl = use_ssl
+        self._ssl_context = client_context(ca, certfile, keyfile, keyfile_password, verify_certs,
+                                           check_hostname) if use_ssl else None
         if isinstance(command_retry, KeeperRetry):
             self._retry = command_retry
         else:
@@ -167,7 +187,9 @@ class KeeperClient:
                 connection = Connection(
                     self.hosts, self._chroot, self._timeout, self._registry,
                     self._callbacks, self._state_changed, auth_data=self.auth_data,
+                    sasl_options=self._sasl_options,
                     read_only=self._read_only, randomize_hosts=self._randomize,
+                    ssl_context=self._ssl_context,
                 )
                 self._connection = connection
                 connection.start()
@@ -648,7 +670,8 @@ class KeeperClient:
         host = self.current_host
         if host is None:
             raise ConnectionLoss("no connection to a server")
-        return four_letter_word(host[0], host[1], cmd, timeout=self._timeout)
+        return four_letter_word(host[0], host[1], cmd, timeout=self._timeout,
+                                ssl_context=self._ssl_context)
 
     def server_version(self, retries=3):
         """The server's version as a tuple of ints, from `envi`."""

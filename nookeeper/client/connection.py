@@ -13,6 +13,11 @@ disconnected wait for the next connection (for at most one session timeout).
 A ConnectResponse with timeOut 0 means the session expired: LOST, queued
 requests fail with SessionExpiredError, watches get a NONE event and are
 forgotten, and the next handshake starts a new session.
+
+On a read-only server (read_only=True; CONNECTED_RO) a short-lived thread
+asks the other hosts `isro`, one at a time with a growing pause, as Java's
+pingRwServer; the first "rw" ends this connection and the next goes there,
+with a new session (the read-only server's is known to it alone).
 """
 
 import collections
@@ -20,6 +25,7 @@ import logging
 import random
 import selectors
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -35,6 +41,7 @@ from nookeeper.client.exceptions import (
     SessionExpiredError,
     error_from_code,
 )
+from nookeeper.client.fourletter import four_letter_word
 from nookeeper.client.protocol import (
     MAX_FRAME,
     AuthAnswered,
@@ -46,6 +53,7 @@ from nookeeper.client.protocol import (
     UnreadableReply,
     encode_body,
 )
+from nookeeper.client.sasl import DigestMD5Client, SaslError
 from nookeeper.client.states import EVENT_TYPES, EventType, KeeperState, WatchedEvent
 from nookeeper.client.watchers import EXIST
 from nookeeper.errors import MarshallingError
@@ -56,6 +64,12 @@ log = logging.getLogger("nookeeper.client")
 
 _INT = struct.Struct(">i")
 _NO_PASSWORD = b"\x00" * 16
+# While on a read-only server, the other hosts are asked `isro`, one per
+# probe, first after this long, then twice as long each time up to the max
+# (Java's ClientCnxn minPingRwTimeout and maxPingRwTimeout).
+RW_PROBE_MIN_S = 0.1
+RW_PROBE_MAX_S = 60.0
+RW_PROBE_TIMEOUT_S = 1.0
 
 
 class Request:
@@ -94,7 +108,8 @@ class Connection:
     """The session's connection, run by one I/O thread."""
 
     def __init__(self, hosts, chroot, timeout, registry, callbacks, on_state,
-                 auth_data=(), read_only=False, randomize_hosts=True):
+                 auth_data=(), read_only=False, randomize_hosts=True, sasl_options=None,
+                 ssl_context=None):
         self._hosts = list(hosts)
         self._chroot = chroot
         self._timeout = float(timeout)
@@ -103,10 +118,12 @@ class Connection:
         self._on_state = on_state
         self._read_only = read_only
         self._randomize = randomize_hosts
+        self._ssl_context = ssl_context  # TLS on every connection (client/tls.py); None: plain
 
         self._lock = threading.Lock()
         self._queue = collections.deque()
         self._auth_data = list(dict.fromkeys(auth_data))
+        self._sasl_options = sasl_options  # checked by client/sasl.py's check_options
         self._closing = False
         self._terminal = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -130,6 +147,12 @@ class Connection:
         self._server_read_only = False
         # A session a read-only server started exists on that server alone.
         self._session_known_to_quorum = False
+        # A read-write server a probe found while we were on a read-only one
+        # (set by the probe's thread, taken by the I/O thread), and the probing.
+        self._rw_found = None
+        self._rw_probe = None
+        self._rw_probe_next = 0
+        self._rw_probe_delay = RW_PROBE_MIN_S
         self.state = KeeperState.LOST
         self.started = threading.Event()
         self.failure = None
@@ -213,8 +236,12 @@ class Connection:
             self._fail_stale_queue()
             if index >= len(hosts):
                 hosts, index = self._host_order(), 0
-            host, port = hosts[index]
-            index += 1
+            if self._rw_found is not None:
+                # A probe found it while we were on a read-only server: go there first.
+                (host, port), self._rw_found = self._rw_found, None
+            else:
+                host, port = hosts[index]
+                index += 1
             try:
                 sock = self._handshake(host, port)
             except _SessionExpired:
@@ -288,6 +315,10 @@ class Connection:
         sock = socket.create_connection((host, port), timeout=connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl_context is not None:
+                # The TLS handshake, within the same timeout; a certificate
+                # refused either way is an OSError (ssl.SSLError): next server.
+                sock = self._ssl_context.wrap_socket(sock, server_hostname=host)
             # A read-write server would only call a read-only server's session
             # expired; until one has accepted us, ask for a new session (as Java does).
             resume = self._session_known_to_quorum
@@ -313,6 +344,7 @@ class Connection:
             self.negotiated_timeout = response.timeOut / 1000.0
             self._server_read_only = bool(response.readOnly)
             self._session_known_to_quorum |= not self._server_read_only
+            self._sasl_authenticate(sock)
             self._authenticate(sock)
             log.info("session 0x%x: %s on %s:%d, timeout %d ms%s",
                      self.session_id, "resumed" if resumed else "started",
@@ -323,6 +355,45 @@ class Connection:
             sock.close()
             self._protocol.connection_lost()
             raise
+
+    def _sasl_authenticate(self, sock):
+        """SASL (DIGEST-MD5, client/sasl.py) on this connection before anything
+        else is sent, kazoo's order, so a server with SASL required sees no
+        request first. A refusal is AuthFailedError, which ends the client as an
+        auth refusal does; a server that hangs up mid-way is one to try again."""
+        if self._sasl_options is None:
+            return
+        exchange = DigestMD5Client(self._sasl_options)
+        user = exchange.username
+        challenge = None
+        while True:
+            try:
+                token = exchange.step(challenge)
+            except SaslError as exc:
+                raise AuthFailedError(f"SASL authentication as {user!r} failed: {exc}") from None
+            if token is None:
+                log.info("session 0x%x: SASL (DIGEST-MD5) authenticated as %r",
+                         self.session_id, user)
+                return
+            request = Request(OpCode.SASL, encode_body(OpCode.SASL, {"token": token}), None)
+            sock.sendall(self._protocol.send_request(request))
+            event = None
+            while not isinstance(event, (Reply, UnreadableReply)):
+                data = _read_frame(sock)
+                if data is None:
+                    raise _Dropped("connection closed during SASL authentication")
+                self._protocol.receive_data(data)
+                event = self._protocol.next_event()
+            if isinstance(event, UnreadableReply):
+                raise ProtocolError(f"unreadable SASL reply: {event.error}")
+            if event.err != 0:
+                refusal = error_from_code(event.err)
+                raise AuthFailedError(f"SASL authentication as {user!r} failed: the server "
+                                      f"answered {type(refusal).__name__} ({event.err})")
+            challenge = event.body.token if event.body is not None else None
+            if challenge is None:
+                raise AuthFailedError(f"SASL authentication as {user!r} failed: the server "
+                                      "sent no token (is SASL configured on it?)")
 
     def _authenticate(self, sock):
         """Replay the credentials and wait for every answer before going CONNECTED."""
@@ -386,6 +457,10 @@ class Connection:
             KeeperState.CONNECTED_RO if self._server_read_only else KeeperState.CONNECTED
         )
         self.started.set()
+        self._rw_found = None
+        self._rw_probe_delay = RW_PROBE_MIN_S
+        self._rw_probe_next = time.monotonic() + RW_PROBE_MIN_S
+        others = [h for h in self._host_order() if h != (host, port)]
         try:
             self._queue_set_watches()
             self._flush_queue()
@@ -397,11 +472,21 @@ class Connection:
                     raise _Dropped("closeSession not answered in time")
                 if now - self._last_send >= ping_interval:
                     self._write(self._protocol.ping())
+                wait_more = None
+                if self._server_read_only and others and not self._closing:
+                    if self._rw_found is not None:
+                        found = self._rw_found
+                        raise _Dropped(f"{found[0]}:{found[1]} is a read-write server; "
+                                       f"moving there")
+                    if now >= self._rw_probe_next:
+                        self._probe_next_host(others)
+                    wait_more = self._rw_probe_next
                 if bool(self._out) != writing:
                     writing = bool(self._out)
                     events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
                     sel.modify(sock, events)
-                wait = min(self._last_send + ping_interval, self._last_recv + read_timeout) - now
+                wait = min(self._last_send + ping_interval, self._last_recv + read_timeout,
+                           wait_more if wait_more is not None else float("inf")) - now
                 for key, mask in sel.select(max(wait, 0.0)):
                     if key.fileobj is self._wake_r:
                         self._drain_wake()
@@ -420,6 +505,32 @@ class Connection:
             self._sock = None
             self.current_host = None
             self._connection_gone()
+
+    def _probe_next_host(self, others):
+        """Java's pingRwServer, off the I/O thread: ask the next of the other
+        hosts `isro`; a "rw" sets _rw_found and wakes the I/O thread, which
+        then drops the read-only server for it."""
+        now = time.monotonic()
+        self._rw_probe_next = now + self._rw_probe_delay
+        self._rw_probe_delay = min(self._rw_probe_delay * 2, RW_PROBE_MAX_S)
+        if self._rw_probe is not None and self._rw_probe.is_alive():
+            return
+        host, port = others[0]
+        others.append(others.pop(0))
+        self._rw_probe = threading.Thread(target=self._probe, args=(host, port),
+                                          name="nookeeper-rw-probe", daemon=True)
+        self._rw_probe.start()
+
+    def _probe(self, host, port):
+        try:
+            answer = four_letter_word(host, port, "isro", RW_PROBE_TIMEOUT_S,
+                                      self._ssl_context)
+        except OSError:
+            return
+        if answer.strip() == "rw":
+            log.info("session 0x%x: %s:%d is a read-write server", self.session_id, host, port)
+            self._rw_found = (host, port)
+            self._wake()
 
     def _connection_gone(self):
         """Fail what was in flight; the session lives on, SUSPENDED."""
@@ -469,16 +580,22 @@ class Connection:
         if not self._out:
             return
         try:
+            # Over TLS a send that would block must be retried with the same
+            # bytes first, which _out keeps until they are sent.
             sent = self._sock.send(self._out)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return
         del self._out[:sent]
 
     def _read(self):
         try:
             data = self._sock.recv(262144)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
+        if self._ssl_context is not None:
+            # Decrypted bytes TLS has already taken off the socket: select does not see them.
+            while data and self._sock.pending():
+                data += self._sock.recv(262144)
         if not data:
             raise _Dropped("the server closed the connection")
         self._last_recv = time.monotonic()

@@ -15,7 +15,13 @@ import threading
 
 from nookeeper import snapshot
 from nookeeper.server.connection import replies_held
-from nookeeper.server.events import Committed, ServingChanged, SyncReached, TreeInstalled
+from nookeeper.server.events import (
+    Committed,
+    ReadOnlyChanged,
+    ServingChanged,
+    SyncReached,
+    TreeInstalled,
+)
 from nookeeper.server.state import now_ms
 from nookeeper.snapshot import CorruptSnapshot
 from nookeeper.tree import DataTree
@@ -73,6 +79,7 @@ class CommitStage:
             SyncReached: self._sync_reached,
             TreeInstalled: self._tree_installed,
             ServingChanged: self._serving_changed,
+            ReadOnlyChanged: self._read_only_changed,
         }
 
     def run(self, item):
@@ -156,3 +163,19 @@ class CommitStage:
         for conn in conns:
             conn.close(flush=False)
         log.warning("not serving clients: no leader; closed %d client connections", len(conns))
+
+    def _read_only_changed(self, item):
+        """read_only_mode: read-only clients are served from the tree as it is
+        applied now, until a leader is found; then their connections are
+        closed (as ZooKeeper's ReadOnlyZooKeeperServer.shutdown closes them)
+        and their sessions, local to this server, end."""
+        state = self.state
+        if item.read_only:
+            state.start_read_only()
+            log.warning("read-only mode: serving read-only clients at zxid %#x; writes "
+                        "answered NOTREADONLY", state.tree.last_zxid)
+            return
+        conns = state.stop_read_only()
+        for conn in conns:
+            conn.close(flush=False)
+        log.warning("leaving read-only mode: closed %d read-only client connections", len(conns))

@@ -24,10 +24,12 @@ import socket
 import threading
 import time
 
-from nookeeper import acl
+from nookeeper import acl, sasl
 from nookeeper.errors import (
     AuthFailedError,
+    NotReadOnlyCallError,
     QuotaExceededError,
+    SessionClosedRequireSaslError,
     SessionExpiredError,
     UnimplementedError,
     ZooKeeperError,
@@ -42,9 +44,11 @@ from nookeeper.wire.client import (
     decode_request,
     encode_event,
     encode_reply,
+    frame,
 )
 from nookeeper.wire.jute import java_string
 from nookeeper.wire.ops import OpCode
+from nookeeper.wire.records import ReplyHeader, SetSASLResponse
 from nookeeper.zab.zxid import fmt
 
 log = logging.getLogger("nookeeper.connection")
@@ -71,12 +75,29 @@ def replies_held():
             conn._release_held()
 
 
+_NO_SASL = SessionClosedRequireSaslError.code
+
+
+def _sasl_reply(xid, err, token):
+    """A SASL step's reply, zxid 0. As ZooKeeper sends it, a SetSASLResponse
+    follows the header even on failure (a null token): the Java client reads
+    that token whatever the error (and turns the null into AuthFailed); a
+    header alone would make it drop the connection and try again, forever."""
+    return frame(ReplyHeader.build({"xid": xid, "zxid": 0, "err": err})
+                 + SetSASLResponse.build({"token": token}))
+
+
 def _first_ttl_create(opcode, request):
     """The place of a multi's first TTL create (None for a lone create)."""
     if opcode != OpCode.MULTI:
         return None
     return next(place for place, sub in enumerate(request)
                 if creates_ttl(sub.type, sub.request))
+
+
+# What a read-only session is answered NOTREADONLY (ZooKeeper's ReadOnlyRequestProcessor).
+_NOT_READ_ONLY = frozenset(ops.codes_of(ops.WRITE)) | frozenset(ops.codes_of(ops.SYNC)) | {
+    OpCode.RECONFIG, OpCode.DELETE_CONTAINER, OpCode.CHECK}
 
 
 class Connection:
@@ -90,6 +111,8 @@ class Connection:
         self.ids = [("ip", address[0])]
         self.closed = False
         self.closing_session = False
+        self._sasl = None  # this connection's DIGEST-MD5 exchange (nookeeper/sasl.py)
+        self.read_only = False  # a session of read-only mode (ServerNode._attach_read_only)
         self._outbound = queue.SimpleQueue()
         self._send_lock = threading.Lock()
         self._queued = 0     # items handed to the sender thread and not yet written
@@ -248,8 +271,21 @@ class Connection:
     def _request(self, xid, opcode, body, received):
         """The Request to order, or None when the connection is closed instead."""
         kind = ops.kind_of(opcode)
+        if kind != ops.AUTH and self.pipeline.config.sasl_required and not self._sasl_done():
+            return self._refuse_without_sasl(xid, opcode, kind, body, received)
         if kind == ops.PING:
             return Request(XID_PING, opcode, kind, None, body, received)
+        if self.read_only:
+            if opcode in _NOT_READ_ONLY:
+                # ZooKeeper's ReadOnlyRequestProcessor: before the body is even read.
+                return Request(xid, opcode, kind, None, body, received,
+                               error=NotReadOnlyCallError.code)
+            if kind == ops.SESSION:
+                # A local session's close: nothing to log, answered at once.
+                self.closing_session = True
+                return Request(xid, opcode, kind, None, body, received, close_after=True)
+        if opcode == OpCode.SASL:
+            return self._sasl_step(xid, body, received)
         if kind == ops.AUTH:
             return self._auth(opcode, body, received)
         if kind == ops.SESSION:
@@ -329,7 +365,10 @@ class Connection:
         """The reply to a request answered from this server's applied state."""
         pipeline = self.pipeline
         if request.error is not None:
-            zxid = 0 if request.kind == ops.AUTH else pipeline.last_zxid
+            if request.opcode == OpCode.SASL:
+                return _sasl_reply(request.xid, request.error, None)
+            zxid = 0 if request.kind == ops.AUTH or request.error == _NO_SASL else \
+                pipeline.last_zxid
             if request.failed_op is not None and request.opcode == OpCode.MULTI:
                 # A multi fails as a whole with one result per op, as ZooKeeper answers it.
                 return encode_reply(request.xid, zxid, 0, OpCode.MULTI, multi_failure(
@@ -344,12 +383,17 @@ class Connection:
         if kind == ops.SYNC:
             return encode_reply(request.xid, pipeline.last_zxid, 0, OpCode.SYNC,
                                 {"path": request.request.path})
+        if kind == ops.SESSION:  # a read-only session's, never logged
+            pipeline.state.close_local_session(self.session_id)
+            return encode_reply(request.xid, pipeline.last_zxid, 0)
         if kind == ops.WATCHES:
             fired, zxid = pipeline.set_watches(self, request.request,
                                                persistent=request.opcode == OpCode.SET_WATCHES2)
             frames = [encode_event(event_type, path) for event_type, path in fired]
             frames.append(encode_reply(XID_SET_WATCHES, zxid, 0))
             return b"".join(frames)
+        if request.opcode == OpCode.SASL:
+            return _sasl_reply(request.xid, 0, request.request)
         return encode_reply(XID_AUTH, 0, 0)
 
     def _auth(self, opcode, body, received):
@@ -377,6 +421,68 @@ class Connection:
             if entry not in self.ids:
                 self.ids.append(entry)
         return Request(XID_AUTH, opcode, ops.AUTH, packet, body, received)
+
+    def _sasl_done(self):
+        return any(scheme == "sasl" for scheme, _ in self.ids)
+
+    def _refuse_without_sasl(self, xid, opcode, kind, body, received):
+        """sasl_required (ZooKeeper's sessionRequireClientSASLAuth): any request
+        but auth and sasl from a connection not yet SASL-authenticated is
+        answered SESSIONCLOSEDREQUIRESASLAUTH, zxid 0, and the connection closed
+        (the session itself lives until it expires), as ZooKeeper's
+        AuthenticationHelper.enforceAuthentication does."""
+        config = self.pipeline.config
+        log.warning("server %d: session %#x from %s: %s (xid %d) refused: sasl_required and "
+                    "the session has not authenticated with SASL (identities: %s); closing "
+                    "the connection", config.server_id, self.session_id, self.address[0],
+                    ops.NAMES.get(opcode, f"opcode {opcode}"), xid,
+                    ", ".join(scheme for scheme, _ in self.ids))
+        return Request(xid, opcode, kind, None, body, received, error=_NO_SASL, close_after=True)
+
+    def _sasl_step(self, xid, body, received):
+        """One SASL token in, one out (DIGEST-MD5, nookeeper/sasl.py), answered in
+        its place with the request's xid and zxid 0. Success adds ("sasl", user)
+        to the identities at once (and "super" for a sasl_super_user), as auth
+        does; failure answers AUTHFAILED (SESSIONCLOSEDREQUIRESASLAUTH under
+        sasl_required) and closes the connection, as ZooKeeper's processSasl."""
+        config = self.pipeline.config
+        try:
+            try:
+                token = decode_request(OpCode.SASL, body).token
+            except ZooKeeperError:
+                raise sasl.SaslFailure("the SASL request could not be decoded") from None
+            if config.sasl_users is None:
+                raise sasl.SaslFailure("SASL is not configured on this server "
+                                       "(no sasl_users_file)")
+            if self._sasl is None:
+                self._sasl = sasl.DigestMD5Server(config.sasl_users, config.sasl_super_users)
+            answer = self._sasl.step(token)
+        except sasl.SaslFailure as failure:
+            self.pipeline.stats.failed_auth()
+            user = "(none given)" if failure.user is None else repr(failure.user)
+            log.warning("server %d: session %#x from %s: SASL authentication of user %s failed: "
+                        "%s; closing the connection", config.server_id, self.session_id,
+                        self.address[0], user, failure.reason)
+            error = _NO_SASL if config.sasl_required else AuthFailedError.code
+            return Request(xid, OpCode.SASL, ops.AUTH, None, body, received, error=error,
+                           close_after=True)
+        exchange = self._sasl
+        if exchange.complete:
+            new = [("sasl", exchange.authorization_id)]
+            if exchange.is_super:
+                new.append(("super", ""))
+            for entry in new:
+                if entry not in self.ids:
+                    self.ids.append(entry)
+            log.info("server %d: session %#x from %s: SASL (DIGEST-MD5) authenticated user %r%s",
+                     config.server_id, self.session_id, self.address[0], exchange.user,
+                     " (a super user)" if exchange.is_super else "")
+            if exchange.requested_authzid not in (None, exchange.user):
+                log.warning("server %d: session %#x: user %r asked to act as %r; as in "
+                            "ZooKeeper, the session is sasl:%s", config.server_id,
+                            self.session_id, exchange.user, exchange.requested_authzid,
+                            exchange.authorization_id)
+        return Request(xid, OpCode.SASL, ops.AUTH, answer, body, received)
 
     def _finish(self, request, reply):
         """Counted before it is queued, so a client that has its reply sees it counted."""

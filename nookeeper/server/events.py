@@ -102,6 +102,14 @@ class ServingChanged(NamedTuple):
     epoch: int
 
 
+class ReadOnlyChanged(NamedTuple):
+    """With read_only_mode: looking for a leader for longer than the grace
+    period, so read-only clients are served from the tree as applied (True);
+    or a leader is found and they no longer are (False)."""
+
+    read_only: bool
+
+
 # -- into the log writer (server/logwriter.py) ---------------------------------
 
 

@@ -10,8 +10,10 @@ import socket
 import sys
 import time
 
-from nookeeper import ZOOKEEPER_COMPAT_VERSION, __version__
+from nookeeper import ZOOKEEPER_COMPAT_VERSION, __version__, build_stamp
 from nookeeper.server.metrics import leader_followers
+from nookeeper.server.stats import LATENCY_BUCKETS
+from nookeeper.wire import ops
 
 WORDS = (
     "ruok", "isro", "srvr", "stat", "mntr", "conf", "cons", "envi",
@@ -19,7 +21,10 @@ WORDS = (
 )
 FOUR_LETTER_CODES = frozenset(word.encode("ascii") for word in WORDS)
 
-VERSION_LINE = f"{ZOOKEEPER_COMPAT_VERSION}-nookeeper-{__version__}, built on 2026-11-22 00:00 UTC"
+# As ZooKeeper's "3.8.0-<git hash>, built on 2022-02-25 08:49 UTC", whose leading
+# version kazoo's server_version() parses (from envi). The time is when this
+# package was built (a wheel), or HEAD's commit date in a checkout (build_time()).
+VERSION_LINE = f"{ZOOKEEPER_COMPAT_VERSION}-nookeeper-{__version__}, built on {build_stamp()}"
 
 
 def _fmt_avg(value):
@@ -31,7 +36,24 @@ def _ruok(node):
 
 
 def _isro(node):
-    return "rw"
+    return "ro" if node.state.read_only else "rw"
+
+
+# The line ZooKeeper's srvr and stat add after the version in read-only mode.
+READ_ONLY_LINE = "READ-ONLY mode; serving only read-only clients"
+
+
+def _mode(node):
+    """srvr's Mode: and mntr's zk_server_state; "read-only" as ZooKeeper's
+    ReadOnlyZooKeeperServer.getState() says."""
+    return "read-only" if node.state.read_only else node.replication.mode
+
+
+def _version_lines(node):
+    lines = [f"Zookeeper version: {VERSION_LINE}"]
+    if node.state.read_only:
+        lines.append(READ_ONLY_LINE)
+    return lines
 
 
 def _summary_lines(node):
@@ -47,13 +69,13 @@ def _summary_lines(node):
         f"Outstanding: {node.state.outstanding()}",
         f"Zxid: {zxid:#x}",
         f"Epoch: {node.replication.epoch}",
-        f"Mode: {node.replication.mode}",
+        f"Mode: {_mode(node)}",
         f"Node count: {count}",
     ]
 
 
 def _srvr(node):
-    return "\n".join([f"Zookeeper version: {VERSION_LINE}"] + _summary_lines(node)) + "\n"
+    return "\n".join(_version_lines(node) + _summary_lines(node)) + "\n"
 
 
 def _brief(conn):
@@ -62,7 +84,7 @@ def _brief(conn):
 
 
 def _stat(node):
-    lines = [f"Zookeeper version: {VERSION_LINE}", "Clients:"]
+    lines = _version_lines(node) + ["Clients:"]
     lines += [_brief(conn) for conn in node.state.connections()]
     lines.append("")
     lines += _summary_lines(node)
@@ -95,12 +117,12 @@ def _mntr(node):
             ("ephemerals_count", tree.ephemeral_count),
             ("approximate_data_size", tree.approximate_data_size),
             ("global_sessions", len(tree.sessions)),
-            ("local_sessions", 0),
+            ("local_sessions", len(node.state.local_sessions)),
         ]
         last_zxid = tree.last_zxid
     metrics = [
         ("version", VERSION_LINE),
-        ("server_state", node.replication.mode),
+        ("server_state", _mode(node)),
         ("avg_latency", _fmt_avg(stats.avg_latency)),
         ("max_latency", stats.max_latency),
         ("min_latency", stats.min_latency or 0),
@@ -133,6 +155,7 @@ def _mntr(node):
     metrics += stats.fsync_ms.mntr_pairs("fsynctime")
     metrics += stats.batch_txns.mntr_pairs("sync_processor_batch_size")
     metrics += stats.proposal_ms.mntr_pairs("proposal_commit_latency")
+    metrics += _latency_pairs(stats)
     metrics += [
         ("last_zxid", f"{last_zxid:#x}"),
         ("wal_batches", writer.batches),
@@ -141,8 +164,69 @@ def _mntr(node):
         ("peer_state", node.replication.mode),
         ("epoch", node.replication.epoch),
         ("zab_last_logged_zxid", f"{node.replication.core.logged_zxid:#x}"),
+        # nookeeper's own, for `nk status`: ZooKeeper's mntr has no key for them.
+        ("server_id", node.config.server_id),
+        ("data_dir_size", _data_dir_size(node)),
     ]
     return "".join(f"zk_{key}\t{value}\n" for key, value in metrics)
+
+
+# ZooKeeper's readlatency and updatelatency (ServerStats.updateLatency): a
+# request that is a txn counts as an update, any other (pings too) as a read.
+_UPDATE_OPS = frozenset(op.name for op in ops.OPS if op.writes)
+_PERCENTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
+
+
+def _latency_pairs(stats):
+    """ZooKeeper's avg/cnt/sum/p50/p95/p99/p999 of read and update latency in ms, from
+    the request histograms: since start (srst does not reset them) and, for the
+    percentiles, interpolated within a bucket as Prometheus' histogram_quantile does.
+    min and max are not in a histogram, so those two keys are left out."""
+    by_op = next(h.series for h in stats.histograms()
+                 if h.name == "nookeeper_request_latency_seconds")
+    pairs = []
+    for name, updates in (("readlatency", False), ("updatelatency", True)):
+        counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        total = 0.0
+        for op, buckets in by_op.items():
+            if (op in _UPDATE_OPS) == updates:
+                counts = [mine + theirs for mine, theirs in zip(counts, buckets.counts)]
+                total += buckets.sum
+        count = sum(counts)
+        pairs += [
+            (f"avg_{name}", _fmt_avg(total * 1000 / count if count else 0.0)),
+            (f"cnt_{name}", count),
+            (f"sum_{name}", _fmt_avg(total * 1000)),
+        ]
+        pairs += [(f"{label}_{name}", _fmt_avg(_quantile(counts, count, q) * 1000))
+                  for label, q in _PERCENTILES]
+    return pairs
+
+
+def _quantile(counts, count, q):
+    """Seconds below which a fraction q of the observations fall (0.0 without any)."""
+    if not count:
+        return 0.0
+    rank = q * count
+    seen = 0
+    for index, in_bucket in enumerate(counts):
+        if in_bucket and seen + in_bucket >= rank:
+            if index == len(LATENCY_BUCKETS):  # above every bound: the highest one
+                return LATENCY_BUCKETS[-1]
+            lower = LATENCY_BUCKETS[index - 1] if index else 0.0
+            upper = LATENCY_BUCKETS[index]
+            return lower + (upper - lower) * (rank - seen) / in_bucket
+        seen += in_bucket
+    return LATENCY_BUCKETS[-1]
+
+
+def _data_dir_size(node):
+    """Bytes of the files in the data dir (the log and snapshots, with SQLite's -wal), as dirs."""
+    try:
+        return sum(entry.stat().st_size for entry in os.scandir(node.config.data_dir)
+                   if entry.is_file())
+    except OSError:
+        return 0
 
 
 def _open_fds():
@@ -276,6 +360,6 @@ NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 def run_four_letter_word(node, word):
     if word != "srvr" and not node.config.allows_four_letter_word(word):
         return f"{word} is not executed because it is not in the whitelist.\n".encode()
-    if word in _NEED_SERVING and not node.state.serving:
+    if word in _NEED_SERVING and not (node.state.serving or node.state.read_only):
         return (b"null" if word == "isro" else NOT_SERVING.encode())
     return _COMMANDS[word](node).encode("utf-8", "surrogatepass")

@@ -51,6 +51,8 @@ class NodeCollector(Collector):
             role.add_metric([name], 1.0 if mode == name else 0.0)
         yield role
         yield _gauge("nookeeper_serving", "1 while this server serves clients.", node.state.serving)
+        yield _gauge("nookeeper_read_only", "1 while this server serves read-only clients "
+                     "(read_only_mode, no leader).", node.state.read_only)
         yield _gauge("nookeeper_epoch", "The current ZAB epoch.", node.replication.epoch)
         with node.state.tree_lock:
             tree = node.state.tree

@@ -5,8 +5,11 @@ by applying the committed log once the server has synchronised with its
 leader, sessions included, so a client reconnecting within its timeout
 finds its session and its ephemerals. Clients are served only while ZAB says
 so; a server that loses its leader or its quorum closes its client
-connections so that clients move to the majority. The request path itself
-is server/pipeline.py.
+connections so that clients move to the majority. With read_only_mode, one
+that has looked for a leader for the grace period serves clients that asked
+for read-only from the tree as applied, on sessions local to it, until a
+leader is found (_attach_read_only). The request path itself is
+server/pipeline.py.
 """
 
 import logging
@@ -16,11 +19,12 @@ import time
 
 from construct import Container
 
-from nookeeper.server.clientport import make_client_port
+from nookeeper.server.clientport import ConnectionCounts, make_client_port
 from nookeeper.server.pipeline import Pipeline
 from nookeeper.server.reaper import ContainerReaper
 from nookeeper.server.state import now_ms
 from nookeeper.server.stats import ServerStats
+from nookeeper.server.tls import ReloadingContext, server_context
 from nookeeper.wire.ops import CREATE_SESSION
 from nookeeper.wal import DB_NAME, WriteAheadLog
 from nookeeper.wire.client import encode_connect_response
@@ -59,30 +63,55 @@ class ServerNode:
         self.reaper = ContainerReaper(self.pipeline, config.container_check_interval_ms,
                                       config.container_max_per_minute,
                                       config.container_max_never_used_ms)
-        self.client_port = make_client_port(self, config.client_host, config.client_port)
+        # The plain client port and the secure one (TLS), each optional; their
+        # connections count against one set of caps.
+        counts = ConnectionCounts()
+        self.client_port = self.secure_client_port = None
+        if config.client_port is not None:
+            self.client_port = make_client_port(self, config.client_host, config.client_port,
+                                                counts=counts)
+        if config.secure_client_port is not None:
+            files = config.tls_files
+            context = ReloadingContext(files, lambda: server_context(files, config.client_auth),
+                                       "secure client port")
+            self.secure_client_port = make_client_port(
+                self, config.secure_client_host, config.secure_client_port, context, counts)
+        self.client_ports = [p for p in (self.client_port, self.secure_client_port) if p]
         self._threads = []
 
     # -- lifetime -------------------------------------------------------------
 
     @property
     def client_address(self):
-        return self.client_port.server_address[:2]
+        """The plain client port's (host, port), or the secure one's without it."""
+        return self.client_ports[0].server_address[:2]
+
+    @property
+    def secure_client_address(self):
+        port = self.secure_client_port
+        return None if port is None else port.server_address[:2]
 
     def start(self):
         self.pipeline.start()
-        for target, name, args in ((self.client_port.serve_forever, "client-port", ()),
+        ports = [(port.serve_forever, "secure-client-port" if port.tls else "client-port", ())
+                 for port in self.client_ports]
+        for target, name, args in (*ports,
                                    (self._expire_loop, "session-expirer", ()),
                                    (self.reaper.run, "container-reaper", (self._stopping,))):
             thread = threading.Thread(target=target, name=name, args=args, daemon=True)
             thread.start()
             self._threads.append(thread)
-        host, port = self.client_address
-        log.info("client port %s:%d open; clients are served once ZAB has a leader", host, port)
+        for port in self.client_ports:
+            host, port_number = port.server_address[:2]
+            log.info("%s %s:%d open; clients are served once ZAB has a leader",
+                     "secure client port (TLS, client_auth %s)" % self.config.client_auth
+                     if port.tls else "client port", host, port_number)
 
     def stop(self):
         self._stopping.set()
-        self.client_port.shutdown()
-        self.client_port.server_close()
+        for port in self.client_ports:
+            port.shutdown()
+            port.server_close()
         for conn in self.state.connections():
             conn.close(flush=False)
         self.pipeline.stop()
@@ -111,6 +140,8 @@ class ServerNode:
 
     def attach(self, conn, request):
         """The handshake: a new session, a resumed one, or the expired answer."""
+        if self.state.read_only:
+            return self._attach_read_only(conn, request)
         read_only = None if request.readOnly is None else False
         peer = f"{conn.address[0]}:{conn.address[1]}"
         last_zxid = self.pipeline.last_zxid
@@ -194,6 +225,69 @@ class ServerNode:
         log.info("session %#x resumed from %s", session_id, peer)
         return True
 
+    # -- read-only mode (read_only_mode, no leader) -----------------------------
+
+    def _attach_read_only(self, conn, request):
+        """The handshake as ZooKeeper's ReadOnlyZooKeeperServer answers it (with
+        local sessions, which ZooKeeper 3.8 needs to admit new sessions in this
+        mode): only a client that said it can be read-only; a new session is
+        local to this server (never logged, so every read-write server answers
+        it "expired"); a global session is refused without an answer, since
+        this server cannot tell whether it still lives; any other id is told
+        it expired, with the readOnly byte set."""
+        state = self.state
+        generation = state.read_only_generation
+        peer = f"{conn.address[0]}:{conn.address[1]}"
+        session_id = request.sessionId
+        if not request.readOnly:
+            log.info("session %#x from %s: read-only mode, and the client did not ask for it; "
+                     "closing without an answer", session_id, peer)
+            return False
+        last_zxid = self.pipeline.last_zxid
+        if request.lastZxidSeen > last_zxid:
+            log.warning("session %#x from %s has seen zxid %#x, beyond ours (%#x); closing so "
+                        "it tries another server", session_id, peer, request.lastZxidSeen,
+                        last_zxid)
+            return False
+        if session_id == 0:
+            timeout = self._negotiate(request.timeOut)
+            passwd = os.urandom(16)
+            session_id = self._new_session_id()
+            with state.tree_lock:
+                while session_id in state.tree.sessions:
+                    session_id = self._new_session_id()
+        else:
+            with state.tree_lock:
+                global_session = session_id in state.tree.sessions
+            if global_session:
+                log.info("session %#x from %s: a global session, not resumed in read-only "
+                         "mode; closing without an answer", session_id, peer)
+                return False
+            with state.lock:
+                previous = state.bound.pop(session_id, None)
+            if previous is not None:
+                previous.close(flush=False)
+            timeout, passwd = state.local_sessions.get(session_id, (0, None))
+            if passwd != request.passwd:
+                log.info("session %#x from %s is no read-only session of this server; "
+                         "telling it it expired", session_id, peer)
+                conn.sock.sendall(encode_connect_response(0, 0, _EXPIRED_PASSWD, True))
+                return False
+        with state.lock:
+            if not state.read_only or state.read_only_generation != generation:
+                return False  # read-only mode ended meanwhile
+            if request.sessionId == 0:
+                state.local_sessions[session_id] = (timeout, passwd)
+                state.sessions.track(session_id, timeout, now_ms())
+            elif not state.sessions.touch(session_id, now_ms()):
+                return False  # expired meanwhile
+            conn.read_only = True
+            state.bind(conn, session_id, timeout)
+        conn.sock.sendall(encode_connect_response(timeout, session_id, passwd, True))
+        log.info("read-only session %#x %s for %s, timeout %dms", session_id,
+                 "established" if request.sessionId == 0 else "resumed", peer, timeout)
+        return True
+
     def _confirmed_sync(self, wait_s):
         """Whether this server has applied all the current leader had when asked."""
         done = threading.Event()
@@ -203,6 +297,10 @@ class ServerNode:
     def _expire_loop(self):
         interval = max(self.config.tick_ms / 4000.0, 0.01)
         while not self._stopping.wait(interval):
+            for session_id, conn in self.state.expired_local_sessions():
+                log.info("read-only session %#x expired", session_id)
+                if conn is not None:
+                    conn.close(flush=False)
             for session_id in self.state.expired_sessions():
                 log.info("session %#x expired (timeout %sms)", session_id,
                          self.state.session_timeout(session_id))

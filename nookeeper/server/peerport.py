@@ -6,14 +6,24 @@ reader thread feeding decoded messages to ZAB. ZAB relies on FIFO links and
 on hearing when a link breaks: every closed link is reported exactly once,
 and whatever was queued on it is dropped. A frame that is malformed or
 comes from a foreign cluster closes the link with a log line.
+
+With peer_tls every link is TLS (server/tls.py PeerTls), the handshake
+before the Hello on both sides, certificates required and verified both ways;
+a connection whose certificate does not verify is refused with a log line
+naming its address and why (repeats of the same refusal at most every
+REFUSAL_LOG_INTERVAL_S at warning level, so a misconfigured member dialing
+every DIAL_INTERVAL_S does not flood the log).
 """
 
 import logging
 import queue
 import socket
 import socketserver
+import ssl
 import threading
+import time
 
+from nookeeper.server.tls import describe_error
 from nookeeper.sockio import BufferedReader, PeerClosed, read_exact
 from nookeeper.wire import peer as frames
 
@@ -21,6 +31,7 @@ log = logging.getLogger("nookeeper.peerport")
 
 _CLOSE = object()
 DIAL_INTERVAL_S = 0.2
+REFUSAL_LOG_INTERVAL_S = 30.0
 
 
 class _Link:
@@ -34,6 +45,8 @@ class _Link:
         except OSError:
             pass  # already broken: the reader finds out and closes the link
         self.queue = queue.SimpleQueue()
+        # A TLS socket cannot take back what it encrypted: no inline writes.
+        self._inline_ok = isinstance(sock, socket.socket)
         self._send_lock = threading.Lock()
         self._queued = 0  # frames handed to the sender thread and not yet written
         self.closed = False
@@ -49,7 +62,7 @@ class _Link:
         if self.closed:
             return
         with self._send_lock:
-            if inline and self._queued == 0:
+            if inline and self._queued == 0 and self._inline_ok:
                 frame = frames.encode(message)
                 try:
                     sent = self.sock.send(frame, socket.MSG_DONTWAIT)
@@ -131,8 +144,10 @@ class _PeerHandler(socketserver.BaseRequestHandler):
 class PeerPort:
     """Links to every other member; send() never blocks the caller."""
 
-    def __init__(self, sid, members, bind, on_message, on_disconnected):
+    def __init__(self, sid, members, bind, on_message, on_disconnected, tls=None):
         self.sid = sid
+        self.tls = tls  # a tls.PeerTls with peer_tls; None: plain TCP
+        self._refusals = {}  # (address, reason) -> when last logged at warning
         self.cluster = ",".join(f"{m}@{h}:{p}" for m, (h, p) in sorted(members.items()))
         self.members = {m: addr for m, addr in members.items() if m != sid}
         self._on_message = on_message
@@ -188,11 +203,21 @@ class PeerPort:
                     sock = socket.create_connection((host, port), timeout=2)
                 except OSError:
                     continue
+                if self.tls is not None:
+                    sock = self._tls_dial(sock, sid, host, port)
+                    if sock is None:
+                        continue
                 try:
                     sock.sendall(frames.encode_hello(self.sid, self.cluster))
                     their_sid, cluster = self._read_hello(sock)
                 except (OSError, PeerClosed, frames.PeerFrameError) as exc:
-                    log.debug("dialing server %d failed: %s", sid, exc)
+                    if self.tls is not None and isinstance(exc, ssl.SSLError):
+                        # TLS 1.3: the other side judges our certificate after
+                        # our handshake is done, and says so with an alert here.
+                        self._refused(f"{host}:{port}", f"server {sid} ended the TLS link: "
+                                                        f"{describe_error(exc)}")
+                    else:
+                        log.debug("dialing server %d failed: %s", sid, exc)
                     sock.close()
                     continue
                 if their_sid != sid or cluster != self.cluster:
@@ -203,6 +228,26 @@ class PeerPort:
                 sock.settimeout(None)
                 self._register(sid, sock, reader_thread=True)
 
+    def _tls_dial(self, sock, sid, host, port):
+        try:
+            return self.tls.dial(sock, host)
+        except (OSError, ValueError) as exc:
+            self._refused(f"{host}:{port}", f"TLS handshake with server {sid} failed: "
+                                            f"{describe_error(exc)}")
+            sock.close()
+            return None
+
+    def _refused(self, address, reason):
+        """A refusal logged at warning, or at debug when the same one was logged lately."""
+        now = time.monotonic()
+        key = (address.rpartition(":")[0], reason)
+        last = self._refusals.get(key)
+        if last is None or now - last >= REFUSAL_LOG_INTERVAL_S:
+            self._refusals[key] = now
+            log.warning("refusing peer link with %s: %s", address, reason)
+        else:
+            log.debug("refusing peer link with %s: %s", address, reason)
+
     def _read_hello(self, sock):
         sock.settimeout(5)
         header = read_exact(sock, frames.HEADER_SIZE)
@@ -211,6 +256,13 @@ class PeerPort:
 
     def accept(self, sock, address):
         """Runs on the accepting handler thread, which becomes the link's reader."""
+        if self.tls is not None:
+            try:
+                sock = self.tls.accept(sock)
+            except (OSError, ValueError) as exc:
+                self._refused(f"{address[0]}:{address[1]}",
+                              f"TLS handshake failed: {describe_error(exc)}")
+                return
         try:
             their_sid, cluster = self._read_hello(sock)
         except (OSError, PeerClosed, frames.PeerFrameError) as exc:
@@ -219,6 +271,11 @@ class PeerPort:
         if cluster != self.cluster or their_sid not in self.members or their_sid <= self.sid:
             log.warning("refusing peer link from %s:%d claiming server %d of cluster %r",
                         address[0], address[1], their_sid, cluster)
+            return
+        if self.tls is not None and not self.tls.names_member(sock, self.members[their_sid][0]):
+            self._refused(f"{address[0]}:{address[1]}",
+                          f"its certificate is not issued for {self.members[their_sid][0]}, "
+                          f"the host of server {their_sid} (peer_tls_check_hostname)")
             return
         try:
             sock.sendall(frames.encode_hello(self.sid, self.cluster))
@@ -235,7 +292,8 @@ class PeerPort:
             self._links[sid] = link
         if old is not None:
             old.close("replaced by a new link")
-        log.info("link to server %d up", sid)
+        log.info("link to server %d up%s", sid,
+                 "" if isinstance(sock, socket.socket) else f" ({sock.version()})")
         link.sender.start()
         if reader_thread:
             threading.Thread(target=link.read_loop, name=f"peer-read-{sid}", daemon=True).start()

@@ -44,6 +44,7 @@ from nookeeper.server.events import (
 )
 from nookeeper.server.logwriter import LogWriter
 from nookeeper.server.peerport import PeerPort
+from nookeeper.server.tls import PeerTls
 from nookeeper.server.replication import META_ACCEPTED, META_CURRENT, Replication
 from nookeeper.server.snapshotter import Snapshotter
 from nookeeper.server.state import ServerState
@@ -56,6 +57,8 @@ from nookeeper.zab.peer import Limits, Peer
 from nookeeper.zab.zxid import fmt
 
 log = logging.getLogger("nookeeper.pipeline")
+
+READ_ONLY_GRACE_MS = 2000
 
 
 class Pipeline:
@@ -86,9 +89,11 @@ class Pipeline:
             network = PeerPort(config.server_id, config.members,
                                (config.peer_host, config.peer_port),
                                lambda sid, msg, more: self.zab.post(PeerMessage(sid, msg, more)),
-                               lambda sid: self.zab.post(LinkDown(sid)))
+                               lambda sid: self.zab.post(LinkDown(sid)),
+                               tls=PeerTls.from_config(config))
         self.zab = Replication(core, config.tick_ms, writer, applier, store, snapshotter, stats,
-                               fatal, state.sessions_alive, network)
+                               fatal, state.sessions_alive, network,
+                               read_only_grace(config) if network is not None else None)
 
     def start(self):
         self.zab.start()
@@ -166,6 +171,14 @@ class Pipeline:
     @property
     def last_zxid(self):
         return self.state.tree.last_zxid
+
+
+def read_only_grace(config):
+    """Seconds of looking for a leader before read-only clients are served
+    (ZooKeeper's max(2000 ms, tickTime)); None without read_only_mode."""
+    if not config.read_only_mode:
+        return None
+    return max(READ_ONLY_GRACE_MS, config.tick_ms) / 1000.0
 
 
 def _recovered_core(config, wal, store, state):

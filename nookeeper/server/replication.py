@@ -27,6 +27,7 @@ from nookeeper.server.events import (
     LinkDown,
     Logged,
     PeerMessage,
+    ReadOnlyChanged,
     ServingChanged,
     SessionTouched,
     Snapshotted,
@@ -61,7 +62,9 @@ def _now_ms():
 
 class Replication:
     def __init__(self, core, tick_ms, writer, applier, store, snapshotter, stats, fatal,
-                 on_sessions_alive, peers=None):
+                 on_sessions_alive, peers=None, read_only_grace_s=None):
+        """read_only_grace_s: with read_only_mode, how long this server looks
+        for a leader before it serves read-only clients (None: never)."""
         self.core = core
         self.standalone = peers is None
         self.tick_ms = tick_ms
@@ -83,6 +86,9 @@ class Replication:
         self.leader = 0
         self.epoch = core.current_epoch
         self.serving = False
+        self.read_only_grace_s = read_only_grace_s
+        self.read_only = False  # serving read-only clients (set by whoever holds the core)
+        self._looking_since = time.monotonic()
         self._syncs = {}
         self._next_sync = 0
         self._stopping = threading.Event()
@@ -255,6 +261,7 @@ class Replication:
         return ()
 
     def _on_tick(self, event):
+        self._maybe_read_only()
         core = self.core
         if self._touched:
             core.touch_sessions(self._touched)
@@ -343,7 +350,28 @@ class Replication:
                  action.to, fmt(action.zxid), sum(map(len, chunks)), len(action.entries))
         self.peers.send(action.to, Snap(action.epoch, action.zxid, chunks, action.entries))
 
+    def _maybe_read_only(self):
+        """ZooKeeper's QuorumPeer starts its ReadOnlyZooKeeperServer once it has
+        been looking for max(2 s, tickTime). Checked on a tick, with the core
+        held, so that it comes in ZAB's order before any role change after it."""
+        if (self.read_only_grace_s is None or self.read_only or self.role != LOOKING
+                or time.monotonic() - self._looking_since < self.read_only_grace_s):
+            return
+        self.read_only = True
+        log.warning("no leader for %.1fs: serving read-only clients from the tree as applied "
+                    "(read_only_mode)", time.monotonic() - self._looking_since)
+        self.applier.hand_over(ReadOnlyChanged(True))
+
     def _role_changed(self, action):
+        if action.role == LOOKING and self.role != LOOKING:
+            self._looking_since = time.monotonic()
+        if self.read_only and action.role != LOOKING:
+            # Elected: the read-only server goes before synchronising (a SNAP
+            # may replace the tree), as ZooKeeper shuts its one down.
+            self.read_only = False
+            log.info("a leader is found (%s, leader %d): leaving read-only mode",
+                     ROLE_NAMES[action.role], action.leader)
+            self.applier.hand_over(ReadOnlyChanged(False))
         was_serving = self.serving
         self.role, self.leader, self.epoch, self.serving = (
             action.role, action.leader, action.epoch, action.serving)

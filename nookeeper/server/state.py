@@ -29,6 +29,11 @@ class ServerState:
         self.bound = {}
         self.serving = False
         self.is_leader = False
+        # read_only_mode without a leader: read-only clients served, their
+        # sessions local to this server (id -> (timeout, passwd)), never logged.
+        self.read_only = False
+        self.read_only_generation = 0
+        self.local_sessions = {}
 
     def reset_tree(self, tree):
         """The applied state becomes a snapshot's (at start-up, or a leader's SNAP)."""
@@ -62,6 +67,43 @@ class ServerState:
             self.is_leader = False
             return list(self.bound.values())
 
+    def start_read_only(self):
+        """Read-only mode: the session table keeps the local sessions' deadlines
+        only (a global session is never resumed here)."""
+        with self.lock:
+            self.read_only = True
+            self.read_only_generation += 1
+            self.local_sessions = {}
+            self.sessions = SessionTable(self.tick_ms)
+
+    def stop_read_only(self):
+        """Returns the read-only connections, for the caller to close; their
+        local sessions end with them."""
+        with self.lock:
+            self.read_only = False
+            self.local_sessions = {}
+            self.sessions = SessionTable(self.tick_ms)
+            return list(self.bound.values())
+
+    def expired_local_sessions(self):
+        """In read-only mode: (session, its connection or None) for the local
+        sessions past their deadline, now forgotten."""
+        with self.lock:
+            if not self.read_only:
+                return []
+            expired = []
+            for session_id in self.sessions.expired(now_ms()):
+                self.sessions.forget(session_id)
+                self.local_sessions.pop(session_id, None)
+                expired.append((session_id, self.bound.get(session_id)))
+            return expired
+
+    def close_local_session(self, session_id):
+        """A read-only session's closeSession: forgotten here, nothing logged."""
+        with self.lock:
+            if self.local_sessions.pop(session_id, None) is not None:
+                self.sessions.forget(session_id)
+
     # -- sessions --------------------------------------------------------------
 
     def bind(self, conn, session_id, timeout):
@@ -86,7 +128,7 @@ class ServerState:
         """Returns whether the leader must hear of it (this server follows)."""
         with self.lock:
             self.sessions.touch(session_id, now_ms())
-            return not self.is_leader
+            return not (self.is_leader or self.read_only)
 
     def sessions_alive(self, session_ids):
         now = now_ms()

@@ -3,20 +3,26 @@
 Exit status in one-shot mode: 0 success; 1 the command failed, whether the
 server refused it, the connection failed or the command was mistyped (the
 error's name first on stderr: NoNodeError, ConnectionLoss, UsageError...);
-2 only when nk's own options (-s, --json, --timeout) are wrong.
+2 only when nk's own options (-s, --json, --timeout, the --tls files) are
+wrong.
 """
 
 import argparse
+import getpass
 import logging
 import os
 import shlex
 import sys
+import warnings
 
+from nookeeper import version_text
 from nookeeper.shell import interactive, render
 from nookeeper.shell.commands import COMMANDS, CommandFailure, Shell
 from nookeeper.shell.session import ShellSession
 
 DEFAULT_HOSTS = "127.0.0.1:2181"
+# Where --sasl-user's password comes from: never the command line, which others can read.
+SASL_PASSWORD_ENV = "NK_SASL_PASSWORD"
 
 
 def build_parser():
@@ -36,6 +42,18 @@ def build_parser():
                         help="how long to wait for a connection and for each reply "
                              "(default %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="client log lines on stderr")
+    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--sasl-user", metavar="USER",
+                        help="authenticate with SASL (DIGEST-MD5) as USER; the password is "
+                             f"read from ${SASL_PASSWORD_ENV} or asked for at the terminal")
+    tls = parser.add_argument_group("TLS", "for a secure client port (as kazoo's use_ssl)")
+    tls.add_argument("--tls", action="store_true",
+                     help="connect with TLS (implied by the --tls-* options)")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="client certificate (PEM): the session's x509 identity")
+    tls.add_argument("--tls-key", metavar="FILE", help="its private key (PEM, unencrypted)")
+    tls.add_argument("--tls-ca", metavar="FILE",
+                     help="CA certificates (PEM) for the server's certificate, with the system's")
     parser.add_argument("command", nargs=argparse.REMAINDER,
                         help="a command and its arguments (run once, then exit)")
     return parser
@@ -56,7 +74,24 @@ def main(argv=None):
         level=logging.INFO if args.verbose else logging.CRITICAL + 1,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    session = ShellSession(args.server, timeout=args.timeout)
+    try:
+        client_options = tls_options(args)
+    except ValueError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"nk: error: {exc}", file=sys.stderr)
+        return 2
+    sasl_options = None
+    if args.sasl_user is not None:
+        password = sasl_password(args.sasl_user)
+        if password is None:
+            parser.print_usage(sys.stderr)
+            print(f"nk: error: --sasl-user needs a password: set {SASL_PASSWORD_ENV} or run "
+                  "nk at a terminal to be asked for it", file=sys.stderr)
+            return 2
+        sasl_options = {"mechanism": "DIGEST-MD5", "username": args.sasl_user,
+                        "password": password}
+    session = ShellSession(args.server, timeout=args.timeout, client_options=client_options,
+                           sasl_options=sasl_options)
     try:
         if args.command:
             return one_shot(session, args.command, args.json)
@@ -71,6 +106,42 @@ def main(argv=None):
         session.close()
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def tls_options(args):
+    """KeeperClient's TLS keyword arguments from the --tls options; ValueError
+    naming the option for a missing or unusable file."""
+    if not (args.tls or args.tls_cert or args.tls_key or args.tls_ca):
+        return {}
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key),
+                         ("--tls-ca", args.tls_ca)):
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"{option}: {path}: no such file")
+    options = {"use_ssl": True, "certfile": args.tls_cert, "keyfile": args.tls_key,
+               "ca": args.tls_ca}
+    from nookeeper.client.tls import client_context
+    try:
+        client_context(options["ca"], options["certfile"], options["keyfile"])
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ValueError(f"cannot use the TLS files: {getattr(exc, 'reason', None) or exc}")
+    return options
+
+
+def sasl_password(user):
+    """--sasl-user's password: $NK_SASL_PASSWORD, else asked at the terminal
+    (not echoed); None when neither is there (a script, a pipe without it)."""
+    password = os.environ.get(SASL_PASSWORD_ENV)
+    if password:
+        return password
+    with warnings.catch_warnings():
+        # getpass falls back to echoing on stdin without a terminal: refuse that.
+        warnings.simplefilter("error", getpass.GetPassWarning)
+        try:
+            return getpass.getpass(f"SASL password for {user}: ") or None
+        except (getpass.GetPassWarning, OSError, EOFError):
+            return None
 
 
 def one_shot(session, words, as_json):

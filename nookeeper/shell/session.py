@@ -24,10 +24,15 @@ _PROMPT_STATES = {
 
 
 class ShellSession:
-    """hosts: the connect string; timeout: seconds to wait for a connection or a reply."""
+    """hosts: the connect string; timeout: seconds to wait for a connection or a reply;
+    sasl_options: KeeperClient's, to authenticate each session with SASL."""
 
-    def __init__(self, hosts, timeout=10.0, on_event=None):
+    def __init__(self, hosts, timeout=10.0, on_event=None, sasl_options=None,
+                 client_options=None):
         self.hosts = hosts
+        # More KeeperClient keyword arguments for every session (TLS: use_ssl, certfile...).
+        self.client_options = dict(client_options or {})
+        self.sasl_options = sasl_options  # KeeperClient's, for every session it opens
         self.timeout = float(timeout)
         self.on_event = on_event
         self.print_watches = True
@@ -46,7 +51,8 @@ class ShellSession:
         has been handed to `on_event`, so it is printed before the next prompt.
         """
         hosts = hosts or self.hosts
-        client = KeeperClient(hosts, timeout=SESSION_TIMEOUT)
+        client = KeeperClient(hosts, timeout=SESSION_TIMEOUT, sasl_options=self.sasl_options,
+                              **self.client_options)
         self.close()
         self.hosts = hosts
         retired = threading.Event()
@@ -103,7 +109,8 @@ class ShellSession:
         """(data, stat) of `path` read without the session's chroot, as ZooKeeper's
         getConfig reads /zookeeper/config: on a short session of its own."""
         hosts = self.hosts.split("/", 1)[0]
-        client = KeeperClient(hosts, timeout=SESSION_TIMEOUT)
+        client = KeeperClient(hosts, timeout=SESSION_TIMEOUT, sasl_options=self.sasl_options,
+                              **self.client_options)
         try:
             client.start(timeout=self.timeout)
         except KeeperTimeoutError:

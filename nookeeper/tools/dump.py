@@ -13,8 +13,10 @@ database that cannot be read or cannot answer (purged too far back, say);
 import argparse
 import os
 import sys
+import time
 from functools import partial
 
+from nookeeper import version_text
 from nookeeper.snapshot import CorruptSnapshot
 from nookeeper.tools import dump_render as render
 from nookeeper.tools.dump_filter import Filter, parse_path, parse_session
@@ -64,6 +66,7 @@ def build_parser():
         epilog="zxids may be written 0x100000005, 4294967301 or 1:5 (epoch:counter). "
                "Exit status: 0 ok, 1 --verify found a problem, 2 bad input.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("database", metavar="DATA_DIR_OR_DB",
                         help="a server's data_dir, or its nookeeper.db file")
     mode = parser.add_mutually_exclusive_group()
@@ -108,6 +111,37 @@ def _check_combination(parser, args):
                 parser.error(f"{flag} does not apply to {mode}")
     if args.first is not None and args.last is not None and args.first > args.last:
         parser.error(f"--from {show(args.first)} is after --to {show(args.last)}")
+
+
+class Progress:
+    """One line on stderr, rewritten in place, saying how far a long run is; on a
+    terminal only, so scripts and pipes see exactly what they saw before."""
+
+    INTERVAL_S = 0.2
+
+    def __init__(self, err):
+        self.err = err
+        self.on = hasattr(err, "isatty") and err.isatty()
+        self._next = 0.0
+        self._shown = False
+
+    def show(self, text, now=False):
+        """text: a string, or a function making it (called only when shown)."""
+        if not self.on:
+            return
+        clock = time.monotonic()
+        if not now and clock < self._next:
+            return
+        self._next = clock + self.INTERVAL_S
+        self.err.write(f"\r\x1b[K{PROG}: {text() if callable(text) else text}")
+        self.err.flush()
+        self._shown = True
+
+    def clear(self):
+        if self._shown:
+            self.err.write("\r\x1b[K")
+            self.err.flush()
+            self._shown = False
 
 
 class Output:
@@ -328,24 +362,11 @@ def print_tree_at(db, target, root, output):
 # ---- verify -----------------------------------------------------------------
 
 def verify(db, output):
-    view = db.overview()
-    check = LogCheck(first_row_follows(view.snapshots, view.first),
-                     lambda zxid: _purged_since(db, view.first, zxid))
-    problems = []
-    for row in db.rows():
-        problem = check.check(row)
-        if problem is not None:
-            problems.append(problem)
-            break
-    checked = 0
-    for info in view.snapshots:
-        chunks = db.snapshot_chunks(info.zxid)
-        if chunks is None:
-            continue  # purged since the list was read
-        checked += 1
-        problem = snapshot_problem(info, chunks)
-        if problem is not None:
-            problems.append(problem)
+    progress = Progress(output.err)
+    try:
+        problems, check, checked = _verify(db, progress)
+    finally:
+        progress.clear()
     for problem in problems:
         output.line(render.problem_json(problem) if output.as_json else str(problem))
     if problems:
@@ -354,3 +375,33 @@ def verify(db, output):
     output.line(render.summary_json(check, checked, text) if output.as_json else text)
     return 0
 
+
+def _verify(db, progress):
+    """(problems, the log's check, snapshots checked); says how far it is on a terminal."""
+    view = db.overview()
+    check = LogCheck(first_row_follows(view.snapshots, view.first),
+                     lambda zxid: _purged_since(db, view.first, zxid))
+    total = db.row_count() if progress.on else 0
+    problems = []
+    for row in db.rows():
+        problem = check.check(row)
+        if problem is not None:
+            problems.append(problem)
+            break
+        if progress.on and check.count % 512 == 1:
+            progress.show(lambda: f"verifying the log: {check.count:,} of {total:,} txns "
+                                  f"({100 * check.count // max(total, 1)}%), at zxid "
+                                  f"{show(check.last)}")
+    checked = 0
+    for number, info in enumerate(view.snapshots, 1):
+        progress.show(f"verifying snapshot {number} of {len(view.snapshots)}: zxid "
+                      f"{show(info.zxid)}, {info.nodes:,} nodes, {info.size / 1e6:.1f} MB",
+                      now=True)
+        chunks = db.snapshot_chunks(info.zxid)
+        if chunks is None:
+            continue  # purged since the list was read
+        checked += 1
+        problem = snapshot_problem(info, chunks)
+        if problem is not None:
+            problems.append(problem)
+    return problems, check, checked

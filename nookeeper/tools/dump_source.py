@@ -111,6 +111,10 @@ class LogDatabase:
                 return
             last = page[-1][1]
 
+    def row_count(self) -> int:
+        """How many rows the log holds now: what --verify's progress counts towards."""
+        return self._read("SELECT count(*) FROM txnlog")[0][0]
+
     def first_zxid(self) -> int | None:
         """Where the log starts now (a purge moves it)."""
         return self._read("SELECT min(zxid) FROM txnlog")[0][0]

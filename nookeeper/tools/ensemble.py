@@ -15,12 +15,17 @@ import threading
 import time
 from pathlib import Path
 
+from nookeeper import version_text
 from nookeeper.client.fourletter import four_letter_word
 from nookeeper.config import ConfigError, load_config
 
 PROG = "nk-ensemble"
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_BIN = ROOT / "bin" / "nookeeper-server"
+# How a server is started: the checkout's bin/ script when there is one (it
+# runs the checkout's code), else the installed package's module.
+SERVER_COMMAND = ([str(SERVER_BIN)] if SERVER_BIN.exists()
+                  else ["-m", "nookeeper.server.main"])
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
 STOP_GRACE_S = 10.0      # SIGTERM, then SIGKILL after this long
 LEADER_WAIT_S = 30.0     # how long to keep asking who leads after the banner
@@ -139,7 +144,7 @@ class Ensemble:
                 break
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, str(SERVER_BIN), member.path],
+                    [sys.executable, *SERVER_COMMAND, member.path],
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                     env=env,
                 )
@@ -306,6 +311,7 @@ def _parser():
 
 def main(argv=None):
     parser = _parser()
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("configs", metavar="CONFIG", nargs="+",
                         help="a server's YAML config, e.g. etc/node1.yaml")
     args = parser.parse_args(argv)

@@ -64,7 +64,7 @@ READ = "read"                # answered from the local tree (server/readops.py)
 SYNC = "sync"                # answered once this server has what the leader had
 SESSION = "session"          # closeSession: the txn that ends the session
 WATCHES = "watches"          # setWatches(2): a reconnecting client's watches restored
-AUTH = "auth"                # addAuth: identities for the connection
+AUTH = "auth"                # addAuth and SASL: identities for the connection
 PING = "ping"
 REFUSED = "refused"          # answered with the op's refusal error; the connection stays
 UNSUPPORTED = "unsupported"  # answered UNIMPLEMENTED, and the connection closed
@@ -118,7 +118,7 @@ _ROWS = (
     Op(_C.MULTI_READ, "multiRead", "MLTR", READ, False),
     Op(_C.AUTH, "auth", "AUTH", AUTH, False, r.AuthPacket),
     Op(_C.SET_WATCHES, "setWatches", "SETW", WATCHES, False, r.SetWatches),
-    Op(_C.SASL, "sasl", "UNKN", UNSUPPORTED, False, r.GetSASLRequest, r.SetSASLResponse),
+    Op(_C.SASL, "sasl", "UNKN", AUTH, False, r.GetSASLRequest, r.SetSASLResponse),
     Op(_C.GET_EPHEMERALS, "getEphemerals", "UNKN", READ, False, r.GetEphemeralsRequest,
        r.GetEphemeralsResponse),
     Op(_C.GET_ALL_CHILDREN_NUMBER, "getAllChildrenNumber", "UNKN", READ, False,
