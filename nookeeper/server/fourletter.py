@@ -246,9 +246,14 @@ def _max_fds():
 
 def _conf(node):
     config = node.config
-    pairs = [
+    # As ZooKeeper's: the client port lines of the ports this server has.
+    pairs = [(key, value) for key, value in (
         ("clientPort", config.client_port),
         ("clientPortAddress", config.client_host),
+        ("secureClientPort", config.secure_client_port),
+        ("secureClientPortAddress", config.secure_client_host),
+    ) if value is not None]
+    pairs += [
         ("dataDir", config.data_dir),
         ("dataLogDir", config.data_dir),
         ("tickTime", config.tick_ms),

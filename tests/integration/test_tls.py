@@ -316,6 +316,9 @@ def test_a_tls_only_server_has_no_plain_port(tmp_path, pki):
         wait_for(lambda: _answers_srvr(pki, port), timeout=20, message="srvr over TLS")
         with kazoo(pki, f"127.0.0.1:{port}", pki.alice) as zk:
             zk.create("/only-tls", b"x")
+        conf = tls_four_letter_word(pki, port, "conf", pki.bob, 2.0)
+        assert f"secureClientPort={port}\n" in conf and "clientPort=" not in conf.replace(
+            "secureClientPort=", "")
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
     finally:
