@@ -2,8 +2,9 @@
 
 Runs on a 3-server nookeeper ensemble (tests/conftest.py's ensemble_factory)
 and on a 3-server Apache ZooKeeper quorum (`zookeeper_ensemble` of
-tests/client/conftest.py), killing the leader or a follower. A read-only
-ZooKeeper server has a test of its own (nookeeper has no read-only mode).
+tests/client/conftest.py), killing the leader or a follower. The read-only scenario against a
+ZooKeeper server is here; against both, with nookeeper's read_only_mode, in
+tests/integration/test_read_only.py.
 """
 
 import pytest
@@ -95,10 +96,10 @@ def test_killing_the_connected_server_keeps_session_ephemerals_and_watches(
 
 
 def test_read_only_zookeeper_server_gives_connected_ro_until_a_quorum_forms(tmp_path, clients):
-    """nookeeper has no read-only mode: a server without a quorum closes its
-    client connections. So this runs against Apache ZooKeeper only, whose
-    servers serve reads alone while out of a quorum with readonlymode.enabled
-    (and local sessions, the only kind a read-only server can create)."""
+    """The client against Apache ZooKeeper's servers, which serve reads alone
+    while out of a quorum with readonlymode.enabled (and local sessions, the
+    only kind a read-only server can create); nookeeper's read_only_mode is
+    told the same story in tests/integration/test_read_only.py."""
     reason = missing_zookeeper()
     if reason:
         pytest.skip(f"Apache ZooKeeper unavailable: {reason}")
