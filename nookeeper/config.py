@@ -20,7 +20,7 @@ _KEYS = (
     "tick_ms", "init_limit", "sync_limit", "min_session_timeout_ms", "max_session_timeout_ms",
     "max_frame_bytes", "max_connections_per_ip", "max_connections",
     "four_letter_words", "super_digest", "log_level", "log_file",
-    "snapshot_every_txns", "snapshot_retain_count", "metrics_address",
+    "snapshot_every_txns", "snapshot_retain_count", "metrics_address", "admin_address",
     "container_check_interval_ms", "container_max_per_minute", "container_max_never_used_ms",
     "ttl_nodes", "enforce_quota", "max_outstanding_per_connection", "global_outstanding_limit",
     "read_only_mode",
@@ -77,6 +77,10 @@ class ServerConfig:
     snapshot_retain_count: int = 3      # snapshots kept (with the log after the oldest)
     metrics_host: str | None = None     # Prometheus endpoint; None: off
     metrics_port: int | None = None
+    # The admin HTTP port (server/admin.py): ZooKeeper's AdminServer commands
+    # at /commands/<name>, /health, /ready and /metrics; None: off.
+    admin_host: str | None = None
+    admin_port: int | None = None
     # ZooKeeper's znode.container.checkIntervalMs, .maxPerMinute, .maxNeverUsedIntervalMs (0: never)
     container_check_interval_ms: int = 60000
     container_max_per_minute: int = 10000
@@ -414,6 +418,10 @@ def load_config(path) -> ServerConfig:
     snapshot_every = optional("snapshot_every_txns", 100000, positive)
     snapshot_retain = optional("snapshot_retain_count", 3, positive)
     metrics = optional("metrics_address", None, check.address)
+    admin = optional("admin_address", None, check.address)
+    if admin is not None and admin == metrics:
+        check.fail("admin_address", f"is metrics_address too ({admin[0]}:{admin[1]}); the admin "
+                                    "port serves /metrics itself, so give only admin_address")
     container_interval = optional("container_check_interval_ms", 60000, positive)
     container_rate = optional("container_max_per_minute", 10000, positive)
     container_never_used = optional("container_max_never_used_ms", 0,
@@ -459,6 +467,8 @@ def load_config(path) -> ServerConfig:
         snapshot_retain_count=snapshot_retain,
         metrics_host=metrics[0] if metrics else None,
         metrics_port=metrics[1] if metrics else None,
+        admin_host=admin[0] if admin else None,
+        admin_port=admin[1] if admin else None,
         container_check_interval_ms=container_interval,
         container_max_per_minute=container_rate,
         container_max_never_used_ms=container_never_used,

@@ -48,7 +48,8 @@ class _Handler(socketserver.BaseRequestHandler):
             sock.settimeout(HANDSHAKE_TIMEOUT_S)
             head = read_exact(sock, 4)
             if head in FOUR_LETTER_CODES:
-                sock.sendall(run_four_letter_word(node, head.decode("ascii")))
+                sock.sendall(run_four_letter_word(node, head.decode("ascii"),
+                                                  lambda n: read_exact(sock, n)))
                 if self.server.tls is not None:
                     sock.close_notify()
                 return

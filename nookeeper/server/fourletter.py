@@ -7,7 +7,9 @@ command() and server_version(), monitoring scripts grepping mntr) read ours.
 import os
 import platform
 import socket
+import struct
 import sys
+import threading
 import time
 
 from nookeeper import ZOOKEEPER_COMPAT_VERSION, __version__, build_stamp
@@ -17,7 +19,7 @@ from nookeeper.wire import ops
 
 WORDS = (
     "ruok", "isro", "srvr", "stat", "mntr", "conf", "cons", "envi",
-    "wchs", "wchc", "wchp", "dump", "dirs", "crst", "srst", "gtmk",
+    "wchs", "wchc", "wchp", "dump", "dirs", "crst", "srst", "gtmk", "stmk",
 )
 FOUR_LETTER_CODES = frozenset(word.encode("ascii") for word in WORDS)
 
@@ -138,6 +140,7 @@ def _mntr(node):
         ("max_client_response_size", stats.max_response_size),
         ("min_client_response_size", stats.min_response_size or 0),
         ("auth_failed_count", stats.auth_failed),
+        *zip(("non_mtls_remote_conn_count", "non_mtls_local_conn_count"), non_mtls_counts(node)),
     ]
     if not node.replication.standalone:
         metrics.append(("quorum_size", len(node.config.members)))
@@ -161,7 +164,7 @@ def _mntr(node):
         ("wal_batches", writer.batches),
         ("wal_logged_txns", writer.logged),
         ("wal_last_batch_size", writer.last_batch_size),
-        ("peer_state", node.replication.mode),
+        ("peer_state", peer_state(node)),
         ("epoch", node.replication.epoch),
         ("zab_last_logged_zxid", f"{node.replication.core.logged_zxid:#x}"),
         # nookeeper's own, for `nk status`: ZooKeeper's mntr has no key for them.
@@ -169,6 +172,19 @@ def _mntr(node):
         ("data_dir_size", _data_dir_size(node)),
     ]
     return "".join(f"zk_{key}\t{value}\n" for key, value in metrics)
+
+
+# ZooKeeper's QuorumPeer.getDetailedPeerState(): "<state> - <zab phase>". Words
+# and mntr answer only while serving (or read-only, while looking), so the phase
+# is broadcast, or election. A standalone server keeps its mode, as ZooKeeper's
+# standalone mntr has no peer_state at all.
+_PEER_STATES = {"leader": "leading - broadcast", "follower": "following - broadcast",
+                "looking": "looking - election"}
+
+
+def peer_state(node):
+    mode = node.replication.mode
+    return _PEER_STATES.get(mode, mode)
 
 
 # ZooKeeper's readlatency and updatelatency (ServerStats.updateLatency): a
@@ -218,6 +234,19 @@ def _quantile(counts, count, q):
             return lower + (upper - lower) * (rank - seen) / in_bucket
         seen += in_bucket
     return LATENCY_BUCKETS[-1]
+
+
+def non_mtls_counts(node):
+    """(remote, local): client connections without a client certificate (x509
+    identity), from other hosts and from this one, as ZooKeeper counts them."""
+    plain = [conn for conn in node.state.connections()
+             if not any(scheme == "x509" for scheme, _ in conn.ids)]
+    local = sum(1 for conn in plain if _is_loopback(conn.address[0]))
+    return len(plain) - local, local
+
+
+def _is_loopback(host):
+    return host in ("::1", "localhost") or host.startswith(("127.", "::ffff:127."))
 
 
 def _data_dir_size(node):
@@ -276,9 +305,19 @@ def _envi(node):
         ("os.name", platform.system()),
         ("os.arch", platform.machine()),
         ("os.version", platform.release()),
+        ("user.name", _user_name()),
+        ("user.home", os.path.expanduser("~")),
         ("user.dir", os.getcwd()),
     ]
     return "Environment:\n" + "".join(f"{key}={value}\n" for key, value in pairs)
+
+
+def _user_name():
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return os.environ.get("USER", "")
 
 
 def _wchs(node):
@@ -345,8 +384,42 @@ def _srst(node):
     return "Server stats reset.\n"
 
 
+class TraceMask:
+    """ZooKeeper's ZooTrace text trace mask: one per process, read by gtmk and
+    get_trace_mask, set by stmk and set_trace_mask, and gating nothing here
+    (nookeeper's log has no packet tracing). ZooKeeper starts with 306
+    (0x132: client requests, server packets, sessions and warnings)."""
+
+    DEFAULT = 306
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._value = self.DEFAULT
+
+    def get(self):
+        with self._lock:
+            return self._value
+
+    def set(self, value):
+        with self._lock:
+            self._value = value
+        return value
+
+
+TRACE_MASK = TraceMask()
+_LONG = struct.Struct(">q")
+
+
 def _gtmk(node):
-    return "0\n"
+    # As ZooKeeper's TraceMaskCommand: the number alone, no newline.
+    return str(TRACE_MASK.get())
+
+
+def _stmk(node, read):
+    """stmk is followed by the new mask as an 8-byte big-endian long, which
+    ZooKeeper reads right after the word; the answer is the mask set."""
+    (mask,) = _LONG.unpack(read(_LONG.size))
+    return str(TRACE_MASK.set(mask))
 
 
 _COMMANDS = {
@@ -355,6 +428,8 @@ _COMMANDS = {
     "wchp": _wchp, "dump": _dump, "dirs": _dirs, "crst": _crst, "srst": _srst,
     "gtmk": _gtmk,
 }
+# Words that read an argument after themselves: (node, read(n) -> bytes).
+_WITH_ARGUMENT = {"stmk": _stmk}
 
 
 # Words that need a serving server; the rest answer from any state.
@@ -362,9 +437,13 @@ _NEED_SERVING = frozenset({"srvr", "stat", "mntr", "cons", "wchs", "wchc", "wchp
 NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 
 
-def run_four_letter_word(node, word):
+def run_four_letter_word(node, word, read=None):
+    """The answer to `word`; read(n) gives the n bytes after it, for stmk's argument
+    (without it, stmk is answered as a connection that closed: nothing)."""
     if word != "srvr" and not node.config.allows_four_letter_word(word):
         return f"{word} is not executed because it is not in the whitelist.\n".encode()
     if word in _NEED_SERVING and not (node.state.serving or node.state.read_only):
         return (b"null" if word == "isro" else NOT_SERVING.encode())
+    if word in _WITH_ARGUMENT:
+        return b"" if read is None else _WITH_ARGUMENT[word](node, read).encode()
     return _COMMANDS[word](node).encode("utf-8", "surrogatepass")

@@ -77,6 +77,7 @@ class ServerNode:
             self.secure_client_port = make_client_port(
                 self, config.secure_client_host, config.secure_client_port, context, counts)
         self.client_ports = [p for p in (self.client_port, self.secure_client_port) if p]
+        self.admin_port = self._admin_port(config)
         self._threads = []
 
     # -- lifetime -------------------------------------------------------------
@@ -91,8 +92,25 @@ class ServerNode:
         port = self.secure_client_port
         return None if port is None else port.server_address[:2]
 
+    def _admin_port(self, config):
+        """The admin HTTP port (server/admin.py) on admin_address, or None."""
+        if config.admin_port is None:
+            return None
+        from nookeeper.server.admin import AdminPort
+        from nookeeper.server.metrics import make_registry
+
+        host, port = config.admin_host, config.admin_port
+        try:
+            return AdminPort(host, port, self, make_registry(self))
+        except OSError as exc:
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise OSError(exc.errno, f"admin_address {shown}: cannot listen: "
+                                     f"{exc.strerror or exc}") from None
+
     def start(self):
         self.pipeline.start()
+        if self.admin_port is not None:
+            self.admin_port.start()
         ports = [(port.serve_forever, "secure-client-port" if port.tls else "client-port", ())
                  for port in self.client_ports]
         for target, name, args in (*ports,
@@ -109,6 +127,8 @@ class ServerNode:
 
     def stop(self):
         self._stopping.set()
+        if self.admin_port is not None:
+            self.admin_port.stop()
         for port in self.client_ports:
             port.shutdown()
             port.server_close()

@@ -29,7 +29,7 @@ from nookeeper.client.exceptions import (
     ZooKeeperError,
 )
 from nookeeper.paths import validate_path
-from nookeeper.shell import quotas
+from nookeeper.shell import quotas, status
 from nookeeper.shell.acltext import parse_acl
 from nookeeper.shell.configtext import client_config_string
 from nookeeper.shell.results import (
@@ -498,6 +498,15 @@ def _help(shell, opts, args):
     return Done("\n".join([header] + [f"\t{usage}" for usage in usages]), {"commands": usages})
 
 
+def _status(shell, opts, args):
+    """Every member of the session's hosts, from four-letter words (shell/status.py)."""
+    return status.status_report(shell.session)
+
+
+def _health(shell, opts, args):
+    return status.health_report(shell.session)
+
+
 def _quit(shell, opts, args):
     shell.finished = True
     return Done(fields={"quit": True})
@@ -535,5 +544,8 @@ _TABLE = (
     Command("redo", "redo cmdno", _redo, "", 1, 1, needs_session=False),
     Command("help", "help", _help, needs_session=False),
     Command("quit", "quit", _quit, needs_session=False),
+    Command("status", "status (every member: role, zxid, lag...; exit 1 if unhealthy)", _status,
+            needs_session=False),
+    Command("health", "health (one line; exit 1 if unhealthy)", _health, needs_session=False),
 )
 COMMANDS = {command.name: command for command in _TABLE}

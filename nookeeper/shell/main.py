@@ -16,7 +16,7 @@ import sys
 import warnings
 
 from nookeeper import version_text
-from nookeeper.shell import interactive, render
+from nookeeper.shell import interactive, render, status
 from nookeeper.shell.commands import COMMANDS, CommandFailure, Shell
 from nookeeper.shell.session import ShellSession
 
@@ -33,9 +33,10 @@ def build_parser():
         epilog="Options go before the command: nk -s 127.0.0.1:2181 --json get -s /app. "
                "Type `nk help` for the commands.",
     )
-    parser.add_argument("-s", "-server", "--server", dest="server", default=DEFAULT_HOSTS,
+    parser.add_argument("-s", "-server", "--server", dest="server", default=None,
                         metavar="HOSTS",
-                        help="host:port[,host:port...][/chroot] (default %(default)s)")
+                        help=f"host:port[,host:port...][/chroot] (default {DEFAULT_HOSTS}; "
+                             f"for status and health {status.LOCAL_ENSEMBLE})")
     parser.add_argument("--json", action="store_true",
                         help="print every result, event and error as a JSON document")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
@@ -90,7 +91,8 @@ def main(argv=None):
             return 2
         sasl_options = {"mechanism": "DIGEST-MD5", "username": args.sasl_user,
                         "password": password}
-    session = ShellSession(args.server, timeout=args.timeout, client_options=client_options,
+    hosts = args.server or status.default_hosts(args.command) or DEFAULT_HOSTS
+    session = ShellSession(hosts, timeout=args.timeout, client_options=client_options,
                            sasl_options=sasl_options)
     try:
         if args.command:
@@ -162,5 +164,5 @@ def one_shot(session, words, as_json):
     shown = render.result_output(result, as_json)
     if shown is not None:
         print(shown)
-    return 0
+    return getattr(result, "exit_status", 0)  # status and health: 1 when unhealthy
 

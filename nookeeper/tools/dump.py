@@ -4,6 +4,8 @@ Lists txns (filtered by zxid, session, path, type), the history of one
 path, the snapshots, the tree as it was at any zxid the log still covers,
 and verifies crcs, zxid succession and snapshots. Safe on the database of a
 running server: everything is read through dump_source's read-only view.
+Also backs a database up while its server runs (dump_backup.py) and seeds a
+new data directory from a backup or a --tree-at JSON export (restore.py).
 
 Exit status: 0 done; 1 --verify found a problem; 2 bad arguments, or a
 database that cannot be read or cannot answer (purged too far back, say);
@@ -19,6 +21,8 @@ from functools import partial
 from nookeeper import version_text
 from nookeeper.snapshot import CorruptSnapshot
 from nookeeper.tools import dump_render as render
+from nookeeper.tools import restore as restoring
+from nookeeper.tools.dump_backup import BackupError, backup
 from nookeeper.tools.dump_filter import Filter, parse_path, parse_session
 from nookeeper.tools.dump_replay import (
     LogDoesNotReach, Timeline, check_chunks, choose_base, earliest_base, snapshot_tree,
@@ -68,7 +72,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("database", metavar="DATA_DIR_OR_DB",
-                        help="a server's data_dir, or its nookeeper.db file")
+                        help="a server's data_dir, or its nookeeper.db file (a backup file too; "
+                             "with --restore also a --tree-at JSON export, - for stdin)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--history", metavar="PATH", type=_argument(parse_path),
                       help="every txn that touched PATH (multi sub-ops and the ephemerals a "
@@ -81,11 +86,19 @@ def build_parser():
     mode.add_argument("--verify", action="store_true",
                       help="check row crcs and bodies, zxid succession and every snapshot; "
                            "exit 1 naming the first bad row")
+    mode.add_argument("--backup", metavar="FILE",
+                      help="copy the database to the new file FILE, consistently, while its "
+                           "server runs (SQLite's backup API), and say up to which zxid it goes")
+    mode.add_argument("--restore", metavar="NEW_DATA_DIR",
+                      help="seed the new or empty data directory NEW_DATA_DIR with the tree "
+                           "of DATA_DIR_OR_DB (a backup, a data dir; --to ZXID for an earlier "
+                           "tree) or of a --tree-at --json export: one snapshot, for a server "
+                           "of a new ensemble")
     filters = parser.add_argument_group("filters (txn listing and --history)")
     filters.add_argument("--from", dest="first", metavar="ZXID", type=_argument(parse_zxid),
                          help="from this zxid on (inclusive)")
     filters.add_argument("--to", dest="last", metavar="ZXID", type=_argument(parse_zxid),
-                         help="up to this zxid (inclusive)")
+                         help="up to this zxid (inclusive); with --restore, the tree at this zxid")
     filters.add_argument("--session", metavar="ID", type=_argument(parse_session),
                          help="only txns of this session (0xHEX or decimal)")
     filters.add_argument("--path", metavar="PREFIX", type=_argument(parse_path),
@@ -101,10 +114,13 @@ def build_parser():
 
 
 def _check_combination(parser, args):
-    if args.tree_at is not None or args.snapshots or args.verify:
+    if args.tree_at is not None or args.snapshots or args.verify or \
+            args.backup is not None or args.restore is not None:
         mode = "--tree-at" if args.tree_at is not None else \
-            "--snapshots" if args.snapshots else "--verify"
-        allowed = {"path"} if args.tree_at is not None else set()
+            "--snapshots" if args.snapshots else "--verify" if args.verify else \
+            "--backup" if args.backup is not None else "--restore"
+        allowed = {"path"} if args.tree_at is not None else \
+            {"last"} if args.restore is not None else set()
         for name, flag in (("first", "--from"), ("last", "--to"), ("session", "--session"),
                            ("path", "--path"), ("types", "--type")):
             if getattr(args, name) is not None and name not in allowed:
@@ -175,9 +191,15 @@ def main(argv=None):
     output = Output(sys.stdout, sys.stderr, args.json)
     try:
         try:
-            with LogDatabase(args.database) as db:
-                status = _run(db, args, output)
-        except (UnreadableDatabase, LogDoesNotReach, CannotAnswer) as e:
+            if args.backup is not None:
+                status = make_backup(args.database, args.backup, output)
+            elif args.restore is not None:
+                status = restore(args.database, args.restore, args.last, output)
+            else:
+                with LogDatabase(args.database) as db:
+                    status = _run(db, args, output)
+        except (UnreadableDatabase, LogDoesNotReach, CannotAnswer, BackupError,
+                restoring.RestoreError) as e:
             sys.stdout.flush()
             print(f"{PROG}: {e}", file=sys.stderr)
             status = EXIT_BAD_INPUT
@@ -356,6 +378,30 @@ def print_tree_at(db, target, root, output):
                 f"{tree.node_count} nodes; last txn applied: {fmt(tree.last_zxid)}")
     for line in render.tree_text(tree, root):
         output.line(line)
+    return 0
+
+
+# ---- backup and restore -----------------------------------------------------
+
+def make_backup(source, target, output):
+    info = backup(source, target)
+    if output.as_json:
+        output.line(render.backup_json(info))
+    else:
+        output.line(render.backup_text(info))
+    return 0
+
+
+def restore(source, target, to, output):
+    info = restoring.restore(source, target, to=to,
+                             rebuild=lambda db, zxid: tree_at(db, zxid, output)[0])
+    if info.ephemerals_skipped:
+        shown = ", ".join(info.ephemerals_skipped[:5])
+        more = f" and {len(info.ephemerals_skipped) - 5} more" \
+            if len(info.ephemerals_skipped) > 5 else ""
+        output.warn(f"{len(info.ephemerals_skipped)} ephemeral nodes left out (an export has "
+                    f"no sessions to own them): {shown}{more}")
+    output.line(render.restore_json(info) if output.as_json else render.restore_text(info))
     return 0
 
 

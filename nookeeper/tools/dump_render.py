@@ -129,8 +129,19 @@ def tree_text(tree, root="/"):
         yield f"{'  ' * depth}{name}  {node_summary(tree.node(path))}"
 
 
+def node_kind(node) -> str:
+    """persistent, ephemeral, container or ttl: what Stat's ephemeralOwner
+    does not tell (ZooKeeper shows 0 there for containers and TTL nodes)."""
+    if node.is_container:
+        return "container"
+    if node.ttl is not None:
+        return "ttl"
+    return "ephemeral" if node.session else "persistent"
+
+
 def tree_json(tree, root="/"):
-    """One object per znode, parents before children."""
+    """One object per znode, parents before children: what `nk-dump --restore`
+    reads back (nookeeper/tools/restore.py)."""
     for path, _depth in _walk(tree, root):
         node = tree.node(path)
         yield _dumps({
@@ -138,7 +149,54 @@ def tree_json(tree, root="/"):
             "data_base64": None if node.data is None else base64.b64encode(node.data).decode(),
             "acl": [{"perms": a.perms, "scheme": a.scheme, "id": a.id} for a in node.acl],
             "stat": node.stat(),
+            "kind": node_kind(node),
+            "ttl_ms": node.ttl,
         })
+
+
+# ---- backup and restore -----------------------------------------------------
+
+def _zxid_text(zxid):
+    return f"{fmt(zxid)} ({hex_of(zxid)})"
+
+
+def backup_text(info) -> str:
+    if info.log_txns:
+        log = f"{info.log_txns} txns in the log, {_zxid_text(info.log_first)} to " \
+              f"{_zxid_text(info.log_last)}"
+    else:
+        log = "an empty log"
+    snaps = ", ".join(fmt(s.zxid) for s in info.snapshots) or "none"
+    return (f"backup of {info.source} written to {info.path} ({info.bytes} bytes): the tree up "
+            f"to zxid {_zxid_text(info.zxid)}; {log}; snapshots at {snaps}; accepted epoch "
+            f"{info.accepted_epoch}, current epoch {info.current_epoch}")
+
+
+def backup_json(info) -> str:
+    return _dumps({
+        "backup": str(info.path), "source": str(info.source), "bytes": info.bytes,
+        **_zxid_fields(info.zxid),
+        "log_txns": info.log_txns,
+        "log_first": None if info.log_first is None else fmt(info.log_first),
+        "log_last": None if info.log_last is None else fmt(info.log_last),
+        "snapshots": [fmt(s.zxid) for s in info.snapshots],
+        "accepted_epoch": info.accepted_epoch, "current_epoch": info.current_epoch,
+    })
+
+
+def restore_text(info) -> str:
+    sessions = f"{info.sessions} session{'s' if info.sessions != 1 else ''}"
+    return (f"restored the tree at zxid {_zxid_text(info.zxid)} into "
+            f"{info.target / 'nookeeper.db'}: {info.nodes} nodes, {sessions}, epoch "
+            f"{info.epoch}; seed every member of the new ensemble from the same source")
+
+
+def restore_json(info) -> str:
+    return _dumps({
+        "restored": str(info.target / "nookeeper.db"), **_zxid_fields(info.zxid),
+        "epoch": info.epoch, "nodes": info.nodes, "sessions": info.sessions,
+        "ephemerals_skipped": list(info.ephemerals_skipped), "source": info.source_kind,
+    })
 
 
 # ---- verify -----------------------------------------------------------------

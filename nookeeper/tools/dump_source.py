@@ -119,6 +119,18 @@ class LogDatabase:
         """Where the log starts now (a purge moves it)."""
         return self._read("SELECT min(zxid) FROM txnlog")[0][0]
 
+    def last_zxid(self) -> int | None:
+        """The log's last zxid now; None when it is empty."""
+        return self._read("SELECT max(zxid) FROM txnlog")[0][0]
+
+    def meta(self) -> dict:
+        """The meta table (ZAB's acceptedEpoch and currentEpoch); {} without one."""
+        tables = {name for (name,) in self._read(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "meta" not in tables:
+            return {}
+        return dict(self._read("SELECT key, value FROM meta"))
+
     @contextmanager
     def _one_moment(self):
         """Statements inside see the database as it was at one moment: one read transaction."""

@@ -1,17 +1,24 @@
-"""bin/nk-ensemble: starts, reports, and above all stops every server it started.
+"""bin/nk-ensemble: starts, reports, supervises, and above all stops every server it started.
 
-Each server here runs standalone (no members), which is enough to exercise the
-launcher's mechanics: child output, the srvr wait, the banner, signals and
-child exits.
+Most servers here run standalone (no members), which is enough to exercise the
+launcher's mechanics: child output, the srvr wait, the banner, signals, child
+exits and commands on stdin. The live table is driven on a pseudo-terminal
+with a real 3-member ensemble: kill the leader, see another take over,
+restart it, quit.
 """
 
+import fcntl
 import os
 import re
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
+import time
 
 import pytest
 import yaml
@@ -57,10 +64,10 @@ def group_is_gone(pgid):
 class Launcher:
     """nk-ensemble in its own session, its output collected by a thread."""
 
-    def __init__(self, cwd, configs):
+    def __init__(self, cwd, configs, stdin=subprocess.DEVNULL):
         self.proc = subprocess.Popen(
             [sys.executable, str(LAUNCHER), *map(str, configs)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=stdin,
             cwd=str(cwd), start_new_session=True, text=True,
         )
         self.pgid = self.proc.pid
@@ -88,6 +95,10 @@ class Launcher:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- launcher output ---\n{self.output}") from None
 
+    def send(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
     def child_pids(self):
         regex = re.compile(r"started (\S+) \(pid (\d+)\)")
         return {m.group(1): int(m.group(2)) for m in map(regex.search, list(self.lines)) if m}
@@ -113,8 +124,8 @@ def launch(tmp_path):
     """Start launchers; each one's whole process group is killed at teardown, pass or fail."""
     started = []
 
-    def make(configs):
-        launcher = Launcher(tmp_path, configs)
+    def make(configs, **options):
+        launcher = Launcher(tmp_path, configs, **options)
         started.append(launcher)
         return launcher
 
@@ -151,16 +162,37 @@ def test_banner_then_sigint_stops_everything(tmp_path, launch):
     assert group_is_gone(launcher.pgid)
 
 
-def test_a_child_dying_stops_the_others_and_exits_1(tmp_path, launch):
+def test_a_child_dying_is_reported_and_the_others_keep_running(tmp_path, launch):
+    """Once up, a server that dies is said to have, and nothing else stops; commands
+    on stdin (not a terminal: a line each) start it again and quit."""
     configs, ports = write_configs(tmp_path, 3)
-    launcher = launch(configs)
+    launcher = launch(configs, stdin=subprocess.PIPE)
     launcher.wait_for_line(r"connect string: ")
+    launcher.wait_for_line(r"roles: node1 standalone, node2 standalone, node3 standalone$")
     pids = launcher.child_pids()
     assert set(pids) == {"node1", "node2", "node3"}, launcher.output
 
     os.kill(pids["node2"], signal.SIGKILL)
-    assert launcher.wait() == 1, launcher.output
-    assert "node2 exited with code -9 (killed by SIGKILL)" in launcher.output
+    launcher.wait_for_line(r"node2 exited with code -9 \(killed by SIGKILL\); "
+                           r"the others keep running \(r 2 starts it again\)$")
+    launcher.wait_for_line(r"roles: node1 standalone, node2 exited, node3 standalone$")
+    assert launcher.proc.poll() is None, launcher.output
+    assert "stopping the others" not in launcher.output
+    assert refuses(ports[1])
+    for port in (ports[0], ports[2]):
+        assert "Mode: standalone" in four_letter_word(port, "srvr")
+    # No screen drawing when stdout is not a terminal: plain lines only.
+    assert "\x1b[" not in launcher.output and "+----" not in launcher.output
+
+    launcher.send("r 2")
+    wait_for(lambda: launcher.child_pids()["node2"] != pids["node2"], timeout=10,
+             message="node2 started again")
+    launcher.wait_for_line(r"roles: node1 standalone, node2 standalone, node3 standalone$")
+    launcher.send("k 7")
+    launcher.wait_for_line(r"no server 7 \(the servers are 1, 2, 3\)$")
+    launcher.send("q")
+    assert launcher.wait() == 0, launcher.output
+    assert "every server has stopped" in launcher.output
     for port in ports:
         assert refuses(port)
     assert group_is_gone(launcher.pgid)
@@ -227,3 +259,157 @@ def test_no_output_is_lost_when_a_child_fails_at_start(tmp_path, launch):
     assert text.index("cannot start") < text.index("node2 exited with code 1")
     assert refuses(ports[0])
     assert group_is_gone(launcher.pgid)
+
+
+# -- the live table, on a terminal ---------------------------------------------------
+
+# Terminal control sequences (cursor moves, erasing) and carriage returns.
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\x07|\r")
+
+
+class TerminalLauncher:
+    """nk-ensemble on a pseudo-terminal that is its controlling terminal, as under
+    `make run` at a shell: keys, the live table, Ctrl-C."""
+
+    def __init__(self, cwd, configs, columns=250):
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        self.proc = subprocess.Popen(
+            [sys.executable, str(LAUNCHER), *map(str, configs)],
+            stdin=slave, stdout=slave, stderr=slave, cwd=str(cwd), close_fds=True,
+            start_new_session=True, preexec_fn=_take_terminal,
+            env={**os.environ, "TERM": "xterm"},
+        )
+        os.close(slave)
+        self.master = master
+        self.pgid = self.proc.pid
+        self.output = ""
+        self._seen = 0
+
+    def send(self, text):
+        os.write(self.master, text.encode())
+
+    def expect(self, pattern, timeout=20.0):
+        """The match of `pattern` in the output after the previous match, with the
+        terminal's control sequences taken out."""
+        regex = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.output, self._seen)
+            if match:
+                self._seen = match.end()
+                return match
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._read(left):
+                raise AssertionError(f"no {pattern!r} after {timeout}s; since the last match:\n"
+                                     f"{self.output[self._seen:][-6000:]}")
+
+    def _read(self, timeout):
+        ready, _, _ = select.select([self.master], [], [], min(timeout, 0.5))
+        if not ready:
+            return True
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        self.output += _CONTROL.sub("", chunk.decode("utf-8", "replace"))
+        return True
+
+    def drain(self):
+        while self._read(0.2):
+            if self.proc.poll() is not None and not select.select([self.master], [], [], 0)[0]:
+                return
+
+    def close(self):
+        try:
+            os.killpg(self.pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        os.close(self.master)
+
+
+def _take_terminal():
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def write_ensemble_configs(tmp_path, count):
+    """Members of one ensemble, allowing the four-letter words etc/ allows."""
+    peers = {sid: free_port() for sid in range(1, count + 1)}
+    paths, ports = [], []
+    for sid in peers:
+        port = free_port()
+        path = tmp_path / f"node{sid}.yaml"
+        path.write_text(yaml.safe_dump({
+            "server_id": sid,
+            "client_address": f"127.0.0.1:{port}",
+            "members": {other: f"127.0.0.1:{peer}" for other, peer in peers.items()},
+            "data_dir": str(tmp_path / f"node{sid}" / "data"),
+            "tick_ms": 100, "init_limit": 20, "sync_limit": 5,
+            "four_letter_words": ["ruok", "srvr", "stat", "mntr", "conf", "isro", "cons",
+                                  "wchs", "envi"],
+        }))
+        paths.append(path)
+        ports.append(port)
+    return paths, ports
+
+
+def table_row(name, role, pid=r"\d+"):
+    """A row of the live table: member, pid, id, address, role."""
+    return rf"^\| {name} +\| {pid} +\| +\d+ \| 127\.0\.0\.1:\d+ +\| {role} +\|"
+
+
+@pytest.fixture
+def terminal_launch(tmp_path):
+    started = []
+
+    def make(configs):
+        launcher = TerminalLauncher(tmp_path, configs)
+        started.append(launcher)
+        return launcher
+
+    yield make
+    for launcher in started:
+        launcher.close()
+
+
+def test_live_table_follows_a_failover_and_keys_restart_and_quit(tmp_path, terminal_launch):
+    configs, ports = write_ensemble_configs(tmp_path, 3)
+    term = terminal_launch(configs)
+    term.expect(r"all 3 servers answer ruok")
+    term.expect(r"keys: r N restarts server N, k N kills it \(SIGKILL\), q quits")
+    leader = term.expect(table_row(r"(node\d)", "leader")).group(1)
+    sid = leader[-1]
+
+    term.send(f"k {sid}\r")
+    term.expect(rf"{leader} exited with code -9 \(killed by SIGKILL\); the others keep running")
+    term.expect(table_row(leader, "exited", pid="-"))
+    # Another member takes over, and the table says so while the old leader is still down.
+    match = term.expect(table_row(rf"((?!{leader})node\d)", "leader"))
+    end = term.expect(r"^\+-+\+").end()  # the table's last rule
+    table = term.output[term.output.rindex("+\n", 0, match.start()):end]
+    assert re.search(table_row(leader, "exited", pid="-"), table, re.M), table
+    new_leader = match.group(1)
+    assert term.proc.poll() is None
+
+    term.send(f"r {sid}\r")
+    term.expect(rf"started {leader} \(pid \d+\)")
+    term.expect(table_row(leader, "follower"))
+    term.expect(table_row(new_leader, "leader"))
+    term.expect(rf"^healthy: 3/3 members, leader {new_leader[-1]}$")
+
+    term.send("q")
+    term.expect(r"every server has stopped")
+    assert term.proc.wait(timeout=20) == 0
+    term.drain()
+    for port in ports:
+        assert refuses(port)
+    assert group_is_gone(term.pgid)
+    # The terminal is given back as it was: line editing and echo on again.
+    lflag = termios.tcgetattr(term.master)[3]
+    assert lflag & termios.ICANON and lflag & termios.ECHO
