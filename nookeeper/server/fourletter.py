@@ -366,9 +366,7 @@ def _dump(node):
 
 
 def _dirs(node):
-    size = sum(
-        entry.stat().st_size for entry in os.scandir(node.config.data_dir) if entry.is_file()
-    )
+    size = _data_dir_size(node)
     return f"datadir_size: {size}\nlogdir_size: {size}\n"
 
 

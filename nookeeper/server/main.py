@@ -75,6 +75,7 @@ def _listen_addresses(config):
     if len(config.members) > 1:
         addresses.append(("peer_address", config.peer_host, config.peer_port))
     addresses.append(("metrics_address", config.metrics_host, config.metrics_port))
+    addresses.append(("admin_address", config.admin_host, config.admin_port))
     return [(key, host, port) for key, host, port in addresses if port]  # 0: any free port
 
 

@@ -236,15 +236,17 @@ def test_example_config_defaults_to_standalone_and_refuses_others():
 
 # ---- a port in use -------------------------------------------------------------
 
-@pytest.mark.parametrize("taken", ["client_address", "peer", "metrics_address"])
+@pytest.mark.parametrize("taken", ["client_address", "peer", "metrics_address",
+                                   "admin_address"])
 def test_a_port_in_use_is_one_line_naming_it(taken, tmp_path):
     ports = {"client_address": free_port(), "peer": free_port(),
-             "metrics_address": free_port()}
+             "metrics_address": free_port(), "admin_address": free_port()}
     config = {
         "server_id": 1,
         "client_address": f"127.0.0.1:{ports['client_address']}",
         "members": {1: f"127.0.0.1:{ports['peer']}", 2: f"127.0.0.1:{free_port()}"},
         "metrics_address": f"127.0.0.1:{ports['metrics_address']}",
+        "admin_address": f"127.0.0.1:{ports['admin_address']}",
         "data_dir": str(tmp_path / "data"),
     }
     path = tmp_path / "node.yaml"
