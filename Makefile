@@ -11,7 +11,7 @@ $(VENV)/.stamp: setup.py pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-test: venv compat-deps netns-deps
+test: venv compat-deps netns-deps browser-deps
 	$(VENV)/bin/python -m pytest
 
 # The compat tests drive Apache ZooKeeper's own zkCli.sh against our server.
@@ -23,6 +23,18 @@ compat-deps:
 			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$pkgs; \
 		else \
 			echo "compat-deps: $(ZKCLI) is missing and we are not root; compat tests will be skipped"; \
+		fi; \
+	fi
+
+# The DataKeeper page test (tests/examples) drives Debian's headless chromium
+# through its chromedriver with Selenium (the test extra); it skips without them.
+.PHONY: browser-deps
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+		else \
+			echo "browser-deps: chromium or chromedriver is missing and we are not root; the page test will be skipped"; \
 		fi; \
 	fi
 
@@ -67,6 +79,12 @@ run: venv
 
 run-standalone: venv
 	$(VENV)/bin/python bin/nookeeper-server etc/standalone.yaml
+
+# DataKeeper, the example application (docs/datakeeper.md): three nodes on
+# 127.0.0.1:8001-8003 against the ensemble of `make run`, started if it is not running.
+.PHONY: datakeeper
+datakeeper: venv
+	$(VENV)/bin/python bin/datakeeper local
 
 clean:
 	rm -rf data $(VENV)

@@ -1,10 +1,10 @@
 """DataKeeper (examples/datakeeper), three real node processes on a real 3-server
-ensemble: writes through any node, failover after kill -9 of the leader node
-with no acknowledged write lost, the old leader back as a replica, a crash of
-nookeeper's own leader under load, a SIGSTOPped replica catching up, and a
-SIGSTOPped leader fenced off when it wakes. The first also runs on Apache
-ZooKeeper 3.8 (the `coordination` fixture); the rest on nookeeper only, to
-keep the suite short.
+ensemble, nookeeper's and Apache ZooKeeper 3.8's (the `coordination` fixture):
+writes through any node, failover after kill -9 of the leader node with no
+acknowledged write lost, the old leader back as a replica, a crash of the
+ensemble's own leader under load, a SIGSTOPped replica catching up, and a
+SIGSTOPped leader fenced off when it wakes. First, in-process, the replica's
+side of replication that the fencing rests on.
 
 Sessions last 3 s (DataKeeperCluster's default); a write waits at most
 2 * 3 + 1 s for the replicas.
@@ -16,6 +16,8 @@ import time
 import pytest
 
 from datakeeper_harness import Writer
+from examples.datakeeper.replica import GAP, STALE, ReplicaSide
+from examples.datakeeper.store import Store
 
 # A new leader needs the old one's session to expire (up to the timeout after
 # its last ping, rounded up to the server's tick), then an election round.
@@ -27,6 +29,40 @@ def _assert_kept(acked, node):
     keys = node.keys()
     lost = {key: value for key, value in acked.items() if keys.get(key) != value}
     assert not lost, f"{node.name} lost {len(lost)} acknowledged writes: {sorted(lost)[:10]}"
+
+
+def _entries(*seqs):
+    return [{"seq": seq, "op": "put", "key": f"k{seq}", "value": f"v{seq}"} for seq in seqs]
+
+
+def test_a_replica_takes_entries_in_order_and_refuses_older_terms():
+    """The replica's side of replication in-process: what the fence rests on."""
+    newer_terms = []
+    store = Store()
+    side = ReplicaSide("r1", store, newer_terms.append)
+
+    assert side.take_copy(10, "a", 2, {"k1": "v1", "k2": "v2"})[0] == 200
+    assert side.take_entries(10, "a", _entries(2, 3))[0] == 200      # 2 again: skipped
+    assert store.position() == (10, 3)
+    status, body = side.take_entries(10, "a", _entries(5))
+    assert (status, body["error"], body["seq"]) == (409, GAP, 3)
+    assert newer_terms == [10]
+
+    # A new leader's fence: from now on the old one is refused, whatever it sends.
+    status, body = side.fence(20, "b")
+    assert (status, body["epoch"], body["seq"]) == (200, 10, 3)
+    assert newer_terms == [10, 20]
+    for refused in (side.take_entries(10, "a", _entries(4)),
+                    side.take_copy(10, "a", 9, {}), side.fence(10, "a")):
+        assert refused[0] == 409 and refused[1]["error"] == STALE
+    assert store.position() == (10, 3)
+    # The new term's entries need its full copy first.
+    assert side.take_entries(20, "b", _entries(4))[1]["error"] == GAP
+    assert side.take_copy(20, "b", 3, {"k1": "v1"})[0] == 200
+    assert side.take_entries(20, "b", _entries(4))[0] == 200
+    assert store.copy() == (20, 4, {"k1": "v1", "k4": "v4"})
+    side.observe(15)
+    assert side.accepted_epoch == 20 and newer_terms == [10, 20]
 
 
 @pytest.mark.timeout(90)
@@ -95,6 +131,32 @@ def test_writes_anywhere_then_failover_and_the_old_leader_returns(coordination, 
     cluster.wait_converged(new_leader.keys())
     _assert_kept(acked, leader)
     assert cluster.leader() is new_leader
+
+
+@pytest.mark.timeout(90)
+def test_a_write_waits_for_every_live_replica(nookeeper_ensemble, datakeeper):
+    """The acknowledgement rule itself: while a replica in the directory lacks a
+    write, the write is not acknowledged; once it is, that replica alone,
+    the others dead, still has it."""
+    cluster = datakeeper(nookeeper_ensemble.hosts)
+    leader = cluster.leader()
+    other, last = cluster.replicas()
+    assert leader.put("first", "1").status == 200
+
+    last.freeze()  # for less than its session timeout: it stays in the directory
+    answers = []
+    writer = threading.Thread(target=lambda: answers.append(leader.put("second", "2")))
+    writer.start()
+    time.sleep(1.0)
+    assert not answers, f"acknowledged while a live replica lacked it: {answers}"
+    last.thaw()
+    writer.join(timeout=15)
+    assert answers and answers[0].status == 200, answers
+
+    leader.kill()
+    other.kill()
+    assert cluster.leader(timeout=cluster.session_timeout + 15, among=[last]) is last
+    assert last.keys() == {"first": "1", "second": "2"}
 
 
 @pytest.mark.timeout(90)

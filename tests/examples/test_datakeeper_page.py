@@ -9,6 +9,7 @@ replica answers 307, the browser follows it to the leader) and must reach
 every node.
 """
 
+import importlib.util
 import os
 import time
 
@@ -21,9 +22,7 @@ PAGE_LAG_S = 1.5
 
 
 def _missing_browser():
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         return "selenium is not installed (the test extra: make venv)"
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not os.access(path, os.X_OK):

@@ -1,0 +1,1 @@
+"""Applications built on nookeeper.client, shipped with the project to learn from."""
