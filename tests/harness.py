@@ -29,6 +29,20 @@ _EPHEMERAL_FLOOR = _ephemeral_floor()
 _handed_out = set()
 
 
+def _port_range():
+    """The 12000 ports below the ephemeral range, or this pytest-xdist
+    worker's own share of them: a port is chosen well before its server binds
+    it, so two workers drawing from one pool could both be handed it."""
+    low = max(1024, _EPHEMERAL_FLOOR - 12000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or workers < 2:
+        return low, _EPHEMERAL_FLOOR
+    share = (_EPHEMERAL_FLOOR - low) // workers
+    start = low + share * int(worker[2:])
+    return start, start + share
+
+
 def free_port():
     """A port free on 127.0.0.1 now, never handed out before by this process.
 
@@ -36,9 +50,9 @@ def free_port():
     before the server binds it, and in that gap any client connecting out
     (kazoo, the tests' own sockets) could be given it as its local port."""
     rng = random.Random()
-    low = max(1024, _EPHEMERAL_FLOOR - 12000)
+    low, high = _port_range()
     for _ in range(1000):
-        port = rng.randrange(low, _EPHEMERAL_FLOOR)
+        port = rng.randrange(low, high)
         if port in _handed_out:
             continue
         with socket.socket() as sock:
@@ -48,7 +62,7 @@ def free_port():
                 continue
         _handed_out.add(port)
         return port
-    raise RuntimeError(f"no free port in {low}-{_EPHEMERAL_FLOOR - 1}")
+    raise RuntimeError(f"no free port in {low}-{high - 1}")
 
 
 def four_letter_word(port, word, timeout=2.0, host="127.0.0.1"):
