@@ -380,6 +380,7 @@ class DataTree:
         if any(sub.type not in MULTI_SUB_OPS for sub in ops):
             return Outcome(MarshallingError.code, None, [])
         self._undo_nodes, self._undo_sessions = {}, {}
+        over_quota, warned = set(self._over_quota), len(self.quota_warnings)
         results, events = [], []
         try:
             for sub in ops:
@@ -390,6 +391,8 @@ class DataTree:
                 events.extend(sub_events)
         except ZooKeeperError as error:
             self._rollback()
+            self._over_quota = over_quota  # what a rolled-back op went over was not gone over
+            del self.quota_warnings[warned:]
             return Outcome(0, multi_failure(len(ops), len(results), error.code), [])
         finally:
             self._undo_nodes = self._undo_sessions = None

@@ -104,6 +104,8 @@ class Connection:
     def __init__(self, pipeline, sock, address, throttle=None):
         self.pipeline = pipeline
         self.throttle = throttle if throttle is not None else pipeline.throttle
+        # A TlsSocket cannot take a non-blocking send: its replies all go through the sender.
+        self._inline_ok = isinstance(sock, socket.socket)
         self.sock = sock
         self.address = address
         self.session_id = 0
@@ -180,7 +182,7 @@ class Connection:
             if not held:
                 return  # closed meanwhile: close() queued it
             data = b"".join(held)
-            if self._queued == 0:
+            if self._queued == 0 and self._inline_ok:
                 try:
                     written = self.sock.send(data, socket.MSG_DONTWAIT)
                 except OSError:
@@ -199,6 +201,7 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        self.throttle.written()  # a reader waiting at the limits sees the close at once
         with self._send_lock:
             held, self._held = self._held, None
             if held:

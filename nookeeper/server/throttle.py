@@ -52,9 +52,10 @@ class Throttle:
                 self._cond.notify_all()
 
     def written(self):
-        """Replies reached a client's socket: a reader waiting on them may go on."""
-        if self._waiting:
-            with self._cond:
+        """Replies reached a client's socket (or it closed): a reader waiting on
+        them may go on. Under the lock, so a reader just about to wait is not missed."""
+        with self._cond:
+            if self._waiting:
                 self._cond.notify_all()
 
     def forget(self, conn):

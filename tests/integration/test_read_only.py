@@ -266,6 +266,13 @@ def test_kazoo_read_only_scenario(cluster, kazoo_clients):
     # An id this server does not know is told it expired, the readOnly byte set.
     unknown = _handshake(survivor.port, session_id=answer.sessionId + 1000, passwd=answer.passwd)
     assert _expired(unknown) and unknown.readOnly is True
+    # So is the right id with a wrong password; as in ZooKeeper, the session's
+    # connection is closed all the same (the client reconnects and resumes it).
+    wrong = _handshake(survivor.port, session_id=answer.sessionId, passwd=b"x" * 16)
+    assert _expired(wrong) and wrong.readOnly is True
+    assert again.closed_without_a_frame(5)
+    again = Raw(survivor.port, session_id=answer.sessionId, passwd=answer.passwd)
+    assert again.call(OpCode.EXISTS, {"path": "/ro/config", "watch": False})[0].err == 0
 
     # Pings keep the read-only session (kazoo's test waits for one).
     time.sleep(SESSION_TIMEOUT_S * 0.75)

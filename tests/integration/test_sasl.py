@@ -482,7 +482,9 @@ def test_keeper_client_authenticates_again_after_a_reconnect(tmp_path, keeper_cl
             assert client.get(path)[1].ephemeralOwner == session  # retried to the new server
             assert client.client_id[0] == session
             assert client.whoami() == [("sasl", "bob"), ("ip", "127.0.0.1")], kind
-            assert states.count(KeeperState.CONNECTED) == 2, states
+            # Listeners run on the watcher thread, which may not have got there yet.
+            wait_for(lambda: states.count(KeeperState.CONNECTED) == 2, timeout=5,
+                     message=f"the reconnect heard ({kind}): {states}")
         finally:
             backend.server.kill()
 

@@ -155,3 +155,15 @@ def test_a_write_over_a_hard_limit_is_refused_and_a_soft_one_is_not():
     multi = [C(type=2, request=C(path="/q/a", version=-1)),
              C(type=1, request=C(path="/q/c", data=b"", acl=[], flags=0))]
     assert refusal(h, 14, multi)[0] == 1
+
+
+def test_a_rolled_back_multi_notes_no_overrun():
+    h = Harness()
+    h.create("/q")
+    set_quota(h, "/q", b"count=2,bytes=-1")
+    h.create("/q/a")
+    h.multi(op_create("/q/b"), op_create("/q/c"), op_create("/missing/x"))
+    assert h.tree.quota_warnings == []
+    h.create("/q/b")
+    h.create("/q/c")
+    assert len(h.tree.quota_warnings) == 1
