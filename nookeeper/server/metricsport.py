@@ -9,8 +9,6 @@ metrics_address keeps working and gains the rest.
 
 from nookeeper.server.admin import AdminPort
 
-PATH = "/metrics"
-
 
 class MetricsPort(AdminPort):
     """The admin port on metrics_address: the same pages as admin_address's
